@@ -1,0 +1,44 @@
+# The README's two commands: `make run` and `make test` (plus `make bench`).
+# Each installs what is missing first: a virtual environment in .venv with the project.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+.PHONY: run test lint bench install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m rebuild_site.launcher --port $(PORT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# The whole suite on SQLite; then, when TEST_POSTGRES_URL names a PostgreSQL server
+# (.ci/run starts one), the database-facing tests again on PostgreSQL.
+test: $(STAMP) lint
+	$(PY) -m pytest
+	@if [ -n "$$TEST_POSTGRES_URL" ]; then \
+		echo "Database-facing tests on PostgreSQL"; \
+		DATABASE_URL="$$TEST_POSTGRES_URL" $(PY) -m pytest -m postgres; \
+	else \
+		echo "TEST_POSTGRES_URL is not set: the PostgreSQL pass is left to .ci/run."; \
+	fi
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf var/test-* .pytest_cache

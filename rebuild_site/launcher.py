@@ -1,0 +1,178 @@
+"""`make run`: migrate, then run Redis, a Celery worker, Celery beat and the site together.
+
+Each part runs in a process group of its own; Ctrl-C (or SIGTERM) stops every group, and
+if any part dies the others are stopped too, so nothing is ever left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rebuild_site.services import PrivateRedis, start_private_redis, wait_for_port
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _manage(*args: str) -> list[str]:
+    return [sys.executable, str(BASE_DIR / "manage.py"), *args]
+
+
+def _celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "rebuild_site", *args]
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.redis: PrivateRedis | None = None
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+        process = subprocess.Popen(command, env=env, cwd=BASE_DIR, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def first_exited(self) -> tuple[str, int] | None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                return name, process.returncode
+        return None
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # Children of a part (the worker's pool, runserver's reloader) die with the group.
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_for_worker(env: dict[str, str], worker: subprocess.Popen, timeout: float = 90) -> None:
+    """Until the worker answers a ping, so that "worker running" is true when printed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with code {worker.returncode}")
+        ping = subprocess.run(
+            _celery("inspect", "ping", "--timeout", "2"),
+            env=env,
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+        )
+        if ping.returncode == 0:
+            return
+    raise TimeoutError(f"the Celery worker did not answer a ping in {timeout:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the whole site for development.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2"))
+    )
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "1")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "rebuild_site.settings")
+    var_dir = Path(env.get("VAR_DIR", BASE_DIR / "var"))
+    env["VAR_DIR"] = str(var_dir)
+
+    supervisor = Supervisor()
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        subprocess.run(_manage("migrate", "--no-input", "-v", "0"), env=env, check=True)
+        if not env.get("REDIS_URL"):
+            supervisor.redis = start_private_redis(var_dir / "redis")
+            env["REDIS_URL"] = supervisor.redis.url
+            print(f"Redis ({supervisor.redis.binary}) at {supervisor.redis.url}", flush=True)
+        subprocess.run(_manage("prepare_site"), env=env, check=True)
+        supervisor.start(
+            "worker",
+            _celery(
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(args.concurrency),
+                "--hostname",
+                "worker@%h",
+            ),
+            env,
+        )
+        supervisor.start(
+            "beat",
+            _celery(
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(var_dir / "celerybeat-schedule"),
+                "--pidfile",
+                "",
+            ),
+            env,
+        )
+        site = supervisor.start(
+            "site", _manage("runserver", f"{args.host}:{args.port}", "--noreload"), env
+        )
+        wait_for_port(args.host, args.port, timeout=60, process=site)
+        _wait_for_worker(env, supervisor.processes["worker"])
+        print(
+            f"\nThe site is at http://{args.host}:{args.port}/ (worker and beat running). "
+            "Press Ctrl-C to stop everything.\n",
+            flush=True,
+        )
+        while not stopping:
+            exited = supervisor.first_exited()
+            if exited:
+                name, code = exited
+                print(f"The {name} stopped (exit code {code}); stopping the rest.", flush=True)
+                return 1
+            time.sleep(0.5)
+        return 0
+    except (RuntimeError, TimeoutError) as error:
+        print(f"Start-up failed: {error}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as error:
+        print(
+            f"Start-up failed: {' '.join(map(str, error.cmd))} exited {error.returncode}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        print("Stopping…", flush=True)
+        supervisor.stop_all()
+        print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""`make run`'s launcher: the site, a worker and beat start; Ctrl-C stops every process."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from rebuild_site.services import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _descendants(pid: int) -> set[int]:
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+def test_launcher_serves_login_runs_worker_and_beat_and_stops_everything(tmp_path):
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MEDIA_ROOT", "DATABASE_URL"}
+    }
+    env.update(VAR_DIR=str(tmp_path / "var"), DEBUG="1", PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "launcher.log"
+    with open(log_path, "wb") as log:
+        launcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rebuild_site.launcher",
+                "--port",
+                str(port),
+                "--concurrency",
+                "1",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "The site is at" not in log_path.read_text() and time.monotonic() < deadline:
+                assert launcher.poll() is None, log_path.read_text()
+                time.sleep(0.5)
+            output = log_path.read_text()
+            assert f"http://127.0.0.1:{port}/" in output
+            assert re.search(r"Log in as demo with password \S+", output)
+
+            response = requests.get(f"http://127.0.0.1:{port}/login/", timeout=10)
+            assert response.status_code == 200 and "Log in" in response.text
+
+            redis_url = re.search(r"at (redis://127\.0\.0\.1:\d+/0)", output).group(1)
+            ping = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "rebuild_site",
+                    "inspect",
+                    "ping",
+                    "--timeout",
+                    "10",
+                ],
+                cwd=ROOT,
+                env={**env, "REDIS_URL": redis_url},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert "pong" in ping.stdout, ping.stdout + ping.stderr
+            processes = _descendants(launcher.pid)
+            commands = " ".join(
+                Path(f"/proc/{pid}/cmdline").read_text() for pid in processes if _alive(pid)
+            )
+            assert "beat" in commands and "worker" in commands and "runserver" in commands
+            assert "redis-server" in commands
+        finally:
+            launcher.send_signal(signal.SIGINT)
+            launcher.wait(timeout=60)
+    time.sleep(0.5)
+    assert [pid for pid in processes if _alive(pid)] == []
+    assert "Stopped." in log_path.read_text()
