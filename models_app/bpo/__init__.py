@@ -14,4 +14,8 @@ collector and the analysis engine all call these modules. One module per concept
 - ``fixes``: known fixes that let legacy models run on current BluePyOpt.
 - ``package``: the deterministic run package zip sent to NSG or run locally.
 - ``source``: the source files shown in the "toggle source code" panel.
+
+Shared groundwork: ``errors`` (``BpoError``, which carries every problem found),
+``numeric`` (finite numbers from JSON or form text), ``ordering`` (natural sort of names
+such as ``step_-0.8``) and ``wording`` (how values are quoted in messages).
 """

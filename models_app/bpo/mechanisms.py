@@ -1,0 +1,148 @@
+"""Compile a model's NMODL mechanisms with nrnivmodl, once per distinct set of .mod files.
+
+The compiled folder (`x86_64/` or the machine's other architecture name) is cached under
+a hash of the .mod files' names and bytes, so a second run or analysis of the same model
+reuses it; `install_mechanisms` copies it into a run folder, where NEURON finds it when
+it starts with that folder as its working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from models_app.bpo.errors import BpoError
+
+COMPILE_TIMEOUT_SECONDS = 900
+_LOG_TAIL = 20_000
+
+
+class MechanismCompileError(BpoError):
+    summary = "The mechanisms did not compile"
+
+    def __init__(self, problems, *, log: str = "") -> None:
+        self.log = log
+        super().__init__(problems)
+
+
+@dataclass(frozen=True)
+class CompiledMechanisms:
+    digest: str
+    folder: Path  # the cache entry; holds the architecture folder (e.g. x86_64/)
+    from_cache: bool
+    log: str
+
+    @property
+    def architecture_folder(self) -> Path:
+        return self.folder / architecture()
+
+
+def architecture() -> str:
+    machine = platform.machine()
+    return "x86_64" if machine in ("x86_64", "AMD64") else machine
+
+
+def mod_files(mechanisms_dir: Path) -> list[Path]:
+    return sorted(path for path in mechanisms_dir.glob("*.mod") if path.is_file())
+
+
+def mechanisms_digest(mechanisms_dir: Path) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{architecture()}\0{_nrnivmodl()}\0".encode())
+    for path in mod_files(mechanisms_dir):
+        digest.update(path.name.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _nrnivmodl() -> str:
+    beside_python = Path(sys.executable).parent / "nrnivmodl"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nrnivmodl")
+    if not found:
+        raise MechanismCompileError(["nrnivmodl was not found (is NEURON installed?)"])
+    return found
+
+
+def compile_mechanisms(mechanisms_dir: Path, *, cache_dir: Path) -> CompiledMechanisms:
+    """The compiled mechanisms of `mechanisms_dir`, from the cache or compiled now."""
+    sources = mod_files(mechanisms_dir)
+    if not sources:
+        raise MechanismCompileError([f"{mechanisms_dir} holds no .mod file"])
+    digest = mechanisms_digest(mechanisms_dir)
+    entry = cache_dir / digest
+    if (entry / architecture()).is_dir():
+        log_file = entry / "nrnivmodl.log"
+        return CompiledMechanisms(
+            digest, entry, True, log_file.read_text() if log_file.exists() else ""
+        )
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Compile in a private folder and rename it into place: two processes compiling the
+    # same mechanisms at once both succeed, and a half-built entry is never visible.
+    work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache_dir))
+    try:
+        shutil.copytree(
+            mechanisms_dir,
+            work / "mechanisms",
+            ignore=shutil.ignore_patterns("x86_64", "aarch64", "arm64"),
+        )
+        env = dict(
+            os.environ,
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
+        try:
+            result = subprocess.run(
+                [_nrnivmodl(), "mechanisms"],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=COMPILE_TIMEOUT_SECONDS,
+            )
+        except subprocess.TimeoutExpired:
+            raise MechanismCompileError(
+                [f"nrnivmodl took more than {COMPILE_TIMEOUT_SECONDS} s"]
+            ) from None
+        log = (result.stdout + result.stderr)[-_LOG_TAIL:]
+        if result.returncode != 0 or not (work / architecture()).is_dir():
+            failing = sorted(
+                {
+                    line.split(":")[0].strip()
+                    for line in log.splitlines()
+                    if ".mod" in line and "rror" in line
+                }
+            )
+            problems = [f"nrnivmodl exited with code {result.returncode}"]
+            problems += [f"see the log for {name}" for name in failing[:10]]
+            raise MechanismCompileError(problems, log=log)
+        (work / "nrnivmodl.log").write_text(log)
+        shutil.rmtree(work / "mechanisms")
+        try:
+            work.rename(entry)
+        except OSError:
+            if not (entry / architecture()).is_dir():
+                raise
+        return CompiledMechanisms(digest, entry, False, log)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def install_mechanisms(compiled: CompiledMechanisms, run_folder: Path) -> Path:
+    """Copy the compiled architecture folder into `run_folder` (replacing a stale one)."""
+    target = run_folder / architecture()
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(compiled.architecture_folder, target, symlinks=True)
+    return target
