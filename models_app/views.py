@@ -1,5 +1,327 @@
-from django.shortcuts import render
+import json
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Q
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from models_app import services
+from models_app.bpo.features import feature_rows
+from models_app.bpo.package import InvalidPackageRequest, init_script, max_ngen_warning
+from models_app.bpo.parameters import InvalidBounds, bound_field, parameter_table, validate_bounds
+from models_app.bpo.protocols import stimulus_traces
+from models_app.bpo.source import source_files
+from models_app.forms import RunSettingsForm, UploadForm
+from models_app.highlight import highlighted, stylesheet
+from models_app.models import Optimisation, ParameterSet, RepositoryRefresh, RunPackage
+from models_app.tasks import refresh_repository
+from rebuild_site.access import staff_required
 
 
-def catalogue(request):
-    return render(request, "models_app/catalogue.html", {"models": []})
+def _get_optimisation(request, pk) -> Optimisation:
+    return get_object_or_404(Optimisation.objects.visible_to(request.user), pk=pk)
+
+
+def _get_version(request, optimisation, number) -> ParameterSet | None:
+    if number in (None, ""):
+        return None
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        raise Http404("No such parameter version.") from None
+    return get_object_or_404(
+        ParameterSet.objects.filter(optimisation=optimisation, owner=request.user), version=number
+    )
+
+
+# ----------------------------------------------------------------------------- catalogue
+
+
+def catalogue(request, upload_form=None, status=200):
+    visible = Optimisation.objects.visible_to(request.user).select_related("owner")
+    models = visible
+    cell_type = request.GET.get("cell_type", "")
+    etype = request.GET.get("etype", "")
+    query = request.GET.get("q", "").strip()
+    if cell_type:
+        models = models.filter(cell_type=cell_type)
+    if etype:
+        models = models.filter(etype=etype)
+    if query:
+        models = models.filter(
+            Q(name__icontains=query)
+            | Q(morphology__icontains=query)
+            | Q(contributors__icontains=query)
+            | Q(etype__icontains=query)
+            | Q(species__icontains=query)
+        )
+    context = {
+        "models": models,
+        "cell_types": sorted(
+            set(visible.exclude(cell_type="").values_list("cell_type", flat=True))
+        ),
+        "etypes": sorted(set(visible.exclude(etype="").values_list("etype", flat=True))),
+        "selected": {"cell_type": cell_type, "etype": etype, "q": query},
+        "upload_form": upload_form or UploadForm(),
+        "refresh": RepositoryRefresh.objects.first() if request.user.is_staff else None,
+    }
+    return render(request, "models_app/catalogue.html", context, status=status)
+
+
+@require_POST
+def upload(request):
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return catalogue(request, upload_form=form, status=400)
+    try:
+        outcome = services.optimisation_import(
+            source=form.cleaned_data["archive"], kind=Optimisation.Source.UPLOAD, owner=request.user
+        )
+    except services.ImportFailed as error:
+        form.add_error("archive", error.summary + ".")
+        for problem in error.problems:
+            form.add_error("archive", problem)
+        return catalogue(request, upload_form=form, status=400)
+    messages.success(
+        request,
+        f"Imported {outcome.optimisation.name}. It is visible to you only until staff publish it.",
+    )
+    return redirect(outcome.optimisation)
+
+
+@require_POST
+@staff_required
+def refresh(request):
+    if RepositoryRefresh.objects.filter(status__in=["queued", "running"]).exists():
+        messages.info(request, "A refresh from the repository is already running.")
+        return redirect("models_app:catalogue")
+    from django.conf import settings
+
+    refresh = RepositoryRefresh.objects.create(
+        started_by=request.user, source_url=settings.MODEL_REPOSITORY_INDEX_URL
+    )
+    transaction.on_commit(lambda: refresh_repository.delay(refresh.pk))
+    messages.info(request, "Refreshing from the repository; progress shows below.")
+    return redirect("models_app:catalogue")
+
+
+@require_GET
+@staff_required
+def refresh_status(request, pk):
+    refresh = get_object_or_404(RepositoryRefresh, pk=pk)
+    return JsonResponse(
+        {
+            "status": refresh.status,
+            "done": refresh.done,
+            "total": refresh.total,
+            "percent": refresh.percent,
+            "imported": refresh.imported,
+            "unchanged": refresh.unchanged,
+            "problems": refresh.problems,
+            "error": refresh.error,
+            "active": refresh.active,
+        }
+    )
+
+
+@require_POST
+@staff_required
+def publish(request, pk):
+    optimisation = get_object_or_404(Optimisation, pk=pk)
+    optimisation.published = request.POST.get("published") == "1"
+    optimisation.save(update_fields=["published", "updated_at"])
+    messages.success(
+        request,
+        f"{optimisation.name} is now {'published' if optimisation.published else 'private'}.",
+    )
+    return redirect(optimisation)
+
+
+# ----------------------------------------------------------------------------- detail
+
+
+def _stimulus_figures(optimisation) -> list[dict]:
+    figures = []
+    for trace in stimulus_traces(optimisation.protocols):
+        figure = go.Figure(
+            go.Scatter(
+                x=trace.time, y=trace.current, mode="lines", name=trace.protocol, line={"width": 2}
+            )
+        )
+        figure.update_layout(
+            title={"text": trace.protocol, "font": {"size": 14}},
+            height=220,
+            margin={"l": 50, "r": 10, "t": 35, "b": 40},
+            xaxis_title="time (ms)",
+            yaxis_title="current (nA)",
+            template="plotly_white",
+        )
+        figures.append({"protocol": trace.protocol, "spec": json.loads(pio.to_json(figure))})
+    return figures
+
+
+def detail(
+    request, pk, *, bound_errors=None, bound_values=None, settings_form=None, tab=None, status=200
+):
+    optimisation = _get_optimisation(request, pk)
+    version = _get_version(
+        request, optimisation, request.GET.get("version") or request.POST.get("version")
+    )
+    parameters = version.parameters[optimisation.key] if version else optimisation.parameters
+    table = parameter_table(parameters)
+    bound_errors = bound_errors or {}
+    bound_values = bound_values or {}
+    rows = []
+    for parameter in table.optimised:
+        lower_field = bound_field(parameter.section, parameter.name, "lower")
+        upper_field = bound_field(parameter.section, parameter.name, "upper")
+        rows.append(
+            {
+                "parameter": parameter,
+                "lower_field": lower_field,
+                "upper_field": upper_field,
+                "lower": bound_values.get(lower_field, parameter.lower),
+                "upper": bound_values.get(upper_field, parameter.upper),
+                "lower_error": bound_errors.get(lower_field),
+                "upper_error": bound_errors.get(upper_field),
+                "row_error": bound_errors.get(f"{parameter.section}.{parameter.name}"),
+            }
+        )
+    versions = ParameterSet.objects.filter(optimisation=optimisation, owner=request.user)
+    packages = (
+        RunPackage.objects.visible_to(request.user)
+        .filter(optimisation=optimisation)
+        .select_related("parameter_set", "owner")
+    )
+    form = settings_form or RunSettingsForm(
+        initial={"version": version.version if version else None}
+    )
+    context = {
+        "optimisation": optimisation,
+        "version": version,
+        "versions": versions,
+        "features": feature_rows(optimisation.features),
+        "stimulus_figures": _stimulus_figures(optimisation),
+        "rows": rows,
+        "fixed": table.fixed,
+        "distributions": table.distributions,
+        "mechanisms": sorted(parameters.get("mechanisms", {}).items()),
+        "bound_errors": bound_errors,
+        "settings_form": form,
+        "packages": packages,
+        "tab": tab or request.GET.get("tab", "features"),
+    }
+    return render(request, "models_app/detail.html", context, status=status)
+
+
+@require_POST
+def save_parameters(request, pk):
+    optimisation = _get_optimisation(request, pk)
+    base = _get_version(request, optimisation, request.POST.get("version"))
+    table = parameter_table(base.parameters[optimisation.key] if base else optimisation.parameters)
+    submitted = []
+    values = {}
+    for parameter in table.optimised:
+        lower_field = bound_field(parameter.section, parameter.name, "lower")
+        upper_field = bound_field(parameter.section, parameter.name, "upper")
+        lower = request.POST.get(lower_field, "")
+        upper = request.POST.get(upper_field, "")
+        values[lower_field], values[upper_field] = lower, upper
+        submitted.append((parameter.section, parameter.name, lower, upper))
+    errors = validate_bounds(submitted)
+    if not errors:
+        try:
+            saved = services.parameter_set_save(
+                optimisation=optimisation, owner=request.user, bounds=submitted, base=base
+            )
+        except InvalidBounds as error:
+            errors = error.errors
+    if errors:
+        messages.error(request, "The parameters were not saved: correct the fields marked below.")
+        return detail(
+            request, pk, bound_errors=errors, bound_values=values, tab="parameters", status=400
+        )
+    changed = len(saved.changes)
+    messages.success(
+        request,
+        f"Saved parameters version {saved.version} ({changed} bound{'s' if changed != 1 else ''} changed from the original).",
+    )
+    return redirect(
+        f"{reverse('models_app:detail', args=[pk])}?version={saved.version}&tab=parameters"
+    )
+
+
+@require_POST
+def create_package(request, pk):
+    optimisation = _get_optimisation(request, pk)
+    form = RunSettingsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The zip file was not created: correct the optimisation settings.")
+        return detail(request, pk, settings_form=form, tab="optimisation", status=400)
+    version = _get_version(request, optimisation, form.cleaned_data.get("version"))
+    try:
+        package = services.package_create(
+            optimisation=optimisation,
+            owner=request.user,
+            parameter_set=version,
+            offspring_size=form.cleaned_data["offspring_size"],
+            max_ngen=form.cleaned_data["max_ngen"],
+        )
+    except InvalidPackageRequest as error:
+        for problem in error.problems:
+            form.add_error(None, problem)
+        return detail(request, pk, settings_form=form, tab="optimisation", status=400)
+    messages.success(request, f"Created {package.filename}.")
+    warning = max_ngen_warning(package.max_ngen)
+    if warning:
+        messages.warning(request, warning)
+    return redirect(
+        f"{reverse('models_app:detail', args=[pk])}?tab=optimisation"
+        + (f"&version={version.version}" if version else "")
+    )
+
+
+@require_GET
+def package_download(request, pk):
+    package = get_object_or_404(RunPackage.objects.visible_to(request.user), pk=pk)
+    handle = default_storage.open(package.file, "rb")
+    return FileResponse(
+        handle, as_attachment=True, filename=package.filename, content_type="application/zip"
+    )
+
+
+@require_GET
+def source(request, pk):
+    """The package's source files, highlighted (loaded when the panel is first opened)."""
+    optimisation = _get_optimisation(request, pk)
+    form = RunSettingsForm(request.GET)
+    offspring, generations = 10, 2
+    if form.is_valid():
+        offspring, generations = form.cleaned_data["offspring_size"], form.cleaned_data["max_ngen"]
+    files = [
+        {
+            "path": "init.py",
+            "html": highlighted(
+                init_script(offspring_size=offspring, max_ngen=generations), "python"
+            ),
+            "truncated": False,
+        }
+    ]
+    with services.optimisation_folder(optimisation) as root:
+        for source_file in source_files(root):
+            if source_file.path == "init.py":
+                continue
+            files.append(
+                {
+                    "path": source_file.path,
+                    "html": highlighted(source_file.text, source_file.language),
+                    "truncated": source_file.truncated,
+                }
+            )
+    return render(request, "models_app/source.html", {"files": files, "stylesheet": stylesheet()})

@@ -30,14 +30,22 @@ os.environ.pop("S3_ENDPOINT_URL", None)
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 _redis = None
+_repository = None
 
 
 def pytest_configure(config):
-    global _redis
+    global _redis, _repository
     from rebuild_site.services import start_private_redis
+    from tests.fixtures.github import RepositoryServer
 
     _redis = start_private_redis(Path(tempfile.mkdtemp(prefix="redis-", dir=TEST_VAR)))
     os.environ["REDIS_URL"] = _redis.url
+    # The stand-in for GitHub runs for the whole session so that the worker, started once,
+    # knows its address from the environment like the site does.
+    _repository = RepositoryServer(Path(tempfile.mkdtemp(prefix="github-", dir=TEST_VAR)))
+    _repository.start()
+    os.environ["MODEL_REPOSITORY_URL"] = _repository.raw_url
+    os.environ["MODEL_REPOSITORY_INDEX_URL"] = _repository.index_url
     # Load the settings now that the environment is complete; pytest-django then sets up
     # Django in its own pytest_configure, which runs after this one.
     from django.conf import settings
@@ -48,6 +56,16 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if _redis is not None:
         _redis.stop()
+    if _repository is not None:
+        _repository.stop()
+
+
+@pytest.fixture
+def github():
+    """The GitHub stand-in, emptied for each test."""
+    _repository.clear()
+    yield _repository
+    _repository.clear()
 
 
 @pytest.fixture(scope="session")

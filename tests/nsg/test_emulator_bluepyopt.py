@@ -12,10 +12,13 @@ from tests.nsg.polling import wait_for_terminal
 
 @pytest.mark.slow
 def test_demo_package_runs_to_completed_with_its_checkpoint_in_output_tar(client, tmp_path):
-    package = demo_package(tmp_path / "run.zip", run_name="CA1_pyr_cACpyr_ballstick3_20261125101010")
+    package = demo_package(
+        tmp_path / "run.zip", run_name="CA1_pyr_cACpyr_ballstick3_20261125101010"
+    )
 
     status = client.submit(
-        "BLUEPYOPT_EXPANSE", package,
+        "BLUEPYOPT_EXPANSE",
+        package,
         vparams={"filename_": "init.py", "number_cores_": 2, "number_nodes_": 1, "runtime_": 48},
         metadata={"clientJobId": "bpo-demo"},
     )

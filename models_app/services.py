@@ -1,0 +1,480 @@
+"""Catalogue flows: import an optimisation, save parameter versions, build run packages.
+
+The upload page, "Refresh from repository", `manage.py import_model`, the demo model and
+`manage.py build_package` all come through these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from models_app import repository
+from models_app.bpo.archive import ArchiveError, extract_zip
+from models_app.bpo.errors import BpoError
+from models_app.bpo.layout import CHECKPOINTS_DIR, COMPILED_DIR_NAMES, is_archiver_litter
+from models_app.bpo.metadata import (
+    CatalogueMetadata,
+    InvalidMetadata,
+    metadata_file_name,
+    parse_metadata,
+)
+from models_app.bpo.naming import new_run_name, parse_name
+from models_app.bpo.optimisation import find_root, load_optimisation
+from models_app.bpo.package import build_package
+from models_app.bpo.parameters import apply_bounds, bounds_changes
+from models_app.models import Optimisation, ParameterSet, RunPackage
+
+logger = logging.getLogger(__name__)
+
+CATALOGUE_PREFIX = "catalogue"
+PACKAGES_PREFIX = "packages"
+_SKIPPED_NAMES = COMPILED_DIR_NAMES | {"__pycache__", ".ipython", ".git", ".ipynb_checkpoints"}
+
+
+class ImportFailed(Exception):
+    """An optimisation was refused; `problems` lists every reason, nothing was stored."""
+
+    def __init__(
+        self, problems: Iterable[str], *, summary: str = "The optimisation was not imported"
+    ) -> None:
+        self.problems = list(problems)
+        self.summary = summary
+        super().__init__(summary + ": " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    optimisation: Optimisation
+    created: bool
+    changed: bool
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def optimisation_import(
+    *,
+    source: str | Path | BinaryIO,
+    kind: str,
+    owner=None,
+    published: bool = False,
+    meta: dict | bytes | None = None,
+    replace: bool = False,
+    source_url: str = "",
+) -> ImportOutcome:
+    """Import an optimisation from a URL, a zip (path or file object) or a folder.
+
+    `owner` None makes a shared catalogue model (staff imports, the repository, the demo);
+    a user's upload stays private to them until staff publish it. With `replace`, a shared
+    model of the same name is updated when its files changed (repository refresh).
+    Raises ImportFailed with every problem found; on failure nothing is stored.
+    """
+    with _unpacked(source) as (root, meta_beside, origin):
+        if meta is None and meta_beside is not None:
+            meta = meta_beside
+        try:
+            loaded = load_optimisation(root, name=_folder_name(root, origin))
+        except BpoError as error:
+            raise ImportFailed(error.problems) from None
+        metadata = _metadata(meta)
+        with tempfile.TemporaryDirectory(prefix="catalogue-zip-") as scratch:
+            archive_path = Path(scratch) / f"{loaded.name}.zip"
+            digest = _zip_folder(root, loaded.name, archive_path)
+            return _store(
+                loaded=loaded,
+                metadata=metadata,
+                archive=archive_path,
+                digest=digest,
+                kind=kind,
+                owner=owner,
+                published=published,
+                replace=replace,
+                source_url=source_url or (origin if _is_url(origin) else ""),
+            )
+
+
+def _is_url(value: str) -> bool:
+    return urlparse(value).scheme in ("http", "https", "file")
+
+
+@contextmanager
+def _unpacked(source) -> Iterator[tuple[Path, bytes | None, str]]:
+    """The optimisation's folder, its `_meta.json` bytes when found beside it, and its origin."""
+    work = Path(tempfile.mkdtemp(prefix="import-"))
+    try:
+        meta_bytes = None
+        if isinstance(source, str) and _is_url(source):
+            zip_path = work / "download.zip"
+            with open(zip_path, "wb") as handle:
+                try:
+                    repository.download(source, handle, max_bytes=settings.UPLOAD_MAX_BYTES)
+                except repository.RepositoryError as error:
+                    raise ImportFailed([str(error)]) from None
+            meta_bytes = _meta_beside_url(source)
+            yield _extracted(zip_path, work), meta_bytes, source
+            return
+        if isinstance(source, str | Path):
+            path = Path(source)
+            if path.is_dir():
+                meta_file = path.parent / metadata_file_name(path.name)
+                meta_bytes = meta_file.read_bytes() if meta_file.is_file() else None
+                yield path.resolve(), meta_bytes, str(path)
+                return
+            if not path.is_file():
+                raise ImportFailed([f"{source} is neither a folder, a zip file nor a URL"])
+            meta_file = path.with_name(metadata_file_name(path.stem))
+            meta_bytes = meta_file.read_bytes() if meta_file.is_file() else None
+            yield _extracted(path, work), meta_bytes, str(path)
+            return
+        yield _extracted(source, work), None, getattr(source, "name", "upload.zip") or "upload.zip"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _meta_beside_url(url: str) -> bytes | None:
+    if not url.endswith(".zip"):
+        return None
+    meta_url = url[: -len(".zip")] + "_meta.json"
+    buffer = io.BytesIO()
+    try:
+        repository.download(meta_url, buffer, max_bytes=1024 * 1024)
+    except repository.RepositoryError:
+        return None  # the metadata is optional: the name and configs say enough
+    return buffer.getvalue()
+
+
+def _extracted(zip_source, work: Path) -> Path:
+    try:
+        extracted = extract_zip(zip_source, work / "unpacked")
+    except ArchiveError as error:
+        raise ImportFailed(error.problems, summary="The zip file was refused") from None
+    try:
+        return find_root(extracted.path)
+    except BpoError as error:
+        raise ImportFailed(error.problems) from None
+
+
+def _folder_name(root: Path, origin: str) -> str:
+    """A folder extracted from a zip that held the files at its top is named after the zip."""
+    if root.name != "unpacked":
+        return root.name
+    stem = Path(urlparse(origin).path if _is_url(origin) else origin).name
+    return stem[: -len(".zip")] if stem.endswith(".zip") else stem
+
+
+def _metadata(meta) -> CatalogueMetadata | None:
+    if meta is None:
+        return None
+    try:
+        return parse_metadata(meta)
+    except InvalidMetadata as error:
+        raise ImportFailed(error.problems, summary="The catalogue metadata was refused") from None
+
+
+def _zip_folder(root: Path, name: str, target: Path) -> str:
+    """The folder as stored in the catalogue: one top folder, compiled files left out.
+
+    Entries are sorted and dated 1980-01-01, so the same files give the same bytes and the
+    SHA-256 tells whether a repository model changed since the last refresh.
+    """
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            if any(part in _SKIPPED_NAMES or is_archiver_litter(part) for part in relative.parts):
+                continue
+            if path.is_symlink() or not path.is_file():
+                continue
+            entry = zipfile.ZipInfo(
+                f"{name}/{relative.as_posix()}", date_time=(1980, 1, 1, 0, 0, 0)
+            )
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            with open(path, "rb") as source, archive.open(entry, "w") as member:
+                shutil.copyfileobj(source, member, 1024 * 1024)
+    digest = hashlib.sha256()
+    with open(target, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _descriptive_fields(loaded, metadata: CatalogueMetadata | None) -> dict:
+    parsed = parse_name(loaded.name)
+    fields = {
+        "region": parsed.region or "",
+        "cell_type": parsed.cell_type or "",
+        "etype": parsed.e_type or "",
+        "morphology": parsed.morphology or Path(loaded.morphology).stem,
+        "species": "",
+        "contributors": "",
+        "description": "",
+    }
+    if metadata is not None:
+        fields.update(
+            {
+                key: value
+                for key, value in {
+                    "region": metadata.cell_soma_location,
+                    "cell_type": metadata.cell_type,
+                    "etype": metadata.e_type,
+                    "morphology": metadata.morphology,
+                    "species": metadata.species,
+                    "contributors": metadata.contributors,
+                    "description": metadata.description,
+                }.items()
+                if value
+            }
+        )
+    return fields
+
+
+def _best_checkpoint(root: Path, metadata: CatalogueMetadata | None) -> str:
+    checkpoints = root / CHECKPOINTS_DIR
+    if metadata is not None and metadata.best_run and (checkpoints / metadata.best_run).is_file():
+        return metadata.best_run
+    found = sorted(path.name for path in checkpoints.glob("*.pkl")) if checkpoints.is_dir() else []
+    return found[0] if found else ""
+
+
+def _meta_document(metadata: CatalogueMetadata | None) -> dict:
+    if metadata is None:
+        return {}
+    document = {key: value for key, value in vars(metadata).items() if key != "extra"}
+    document["channels"] = list(metadata.channels)
+    document.update(metadata.extra)
+    return document
+
+
+def _store(
+    *, loaded, metadata, archive: Path, digest: str, kind, owner, published, replace, source_url
+) -> ImportOutcome:
+    existing = Optimisation.objects.filter(name=loaded.name, owner=owner).first()
+    if existing is not None and not replace:
+        whose = "your catalogue" if owner is not None else "the catalogue"
+        raise ImportFailed([f"A model named {loaded.name} is already in {whose}."])
+    if existing is not None and existing.archive_sha256 == digest:
+        return ImportOutcome(existing, created=False, changed=False)
+
+    storage_name = f"{CATALOGUE_PREFIX}/{digest[:16]}/{loaded.name}.zip"
+    with open(archive, "rb") as handle:
+        stored_name = default_storage.save(storage_name, File(handle))
+    fields = dict(
+        key=loaded.key,
+        source=kind,
+        source_url=source_url,
+        published=published,
+        meta=_meta_document(metadata),
+        features=loaded.features,
+        parameters=loaded.parameters,
+        protocols=loaded.protocols,
+        morphology_file=loaded.morphology,
+        archive=stored_name,
+        archive_sha256=digest,
+        best_checkpoint=_best_checkpoint(loaded.root, metadata),
+        **_descriptive_fields(loaded, metadata),
+    )
+    try:
+        with transaction.atomic():
+            if existing is None:
+                optimisation = Optimisation.objects.create(name=loaded.name, owner=owner, **fields)
+                old_archive = None
+            else:
+                old_archive = existing.archive
+                for field, value in fields.items():
+                    setattr(existing, field, value)
+                existing.save()
+                optimisation = existing
+    except IntegrityError:
+        default_storage.delete(stored_name)
+        raise ImportFailed([f"A model named {loaded.name} is already in the catalogue."]) from None
+    except BaseException:
+        default_storage.delete(stored_name)
+        raise
+    if old_archive and old_archive != stored_name:
+        transaction.on_commit(lambda: default_storage.delete(old_archive))
+    return ImportOutcome(optimisation, created=existing is None, changed=True)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@contextmanager
+def optimisation_folder(optimisation: Optimisation) -> Iterator[Path]:
+    """The optimisation's original files, unpacked from storage into a temporary folder."""
+    work = Path(tempfile.mkdtemp(prefix="catalogue-"))
+    try:
+        with default_storage.open(optimisation.archive, "rb") as handle:
+            extracted = extract_zip(handle, work / "unpacked")
+        yield find_root(extracted.path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def parameter_set_save(
+    *, optimisation: Optimisation, owner, bounds, base: ParameterSet | None = None
+) -> ParameterSet:
+    """A new version of the parameters with `bounds` [(section, name, lower, upper)].
+
+    Raises bpo.parameters.InvalidBounds (with `.errors` keyed by field) when refused.
+    """
+    start = base.parameters if base is not None else optimisation.parameters_document()
+    updated = apply_bounds(start, optimisation.key, bounds)
+    changes = [
+        [c.section, c.name, c.old_lower, c.old_upper, c.lower, c.upper]
+        for c in bounds_changes(optimisation.parameters, updated[optimisation.key])
+    ]
+    with transaction.atomic():
+        latest = (
+            ParameterSet.objects.select_for_update()
+            .filter(optimisation=optimisation, owner=owner)
+            .aggregate(Max("version"))["version__max"]
+        )
+        return ParameterSet.objects.create(
+            optimisation=optimisation,
+            owner=owner,
+            version=(latest or 0) + 1,
+            parameters=updated,
+            changes=changes,
+        )
+
+
+# ----------------------------------------------------------------------------- packages
+
+
+def package_create(
+    *,
+    optimisation: Optimisation,
+    owner,
+    offspring_size: int,
+    max_ngen: int,
+    parameter_set: ParameterSet | None = None,
+    now: datetime | None = None,
+) -> RunPackage:
+    """Build the run package zip (docs §2), store it and record it for `owner`.
+
+    Raises bpo.package.InvalidPackageRequest for refused settings.
+    """
+    now = timezone.localtime(now or timezone.now())
+    run_name = new_run_name(optimisation.name, now)
+    parameters = parameter_set.parameters if parameter_set is not None else None
+    with optimisation_folder(optimisation) as root, tempfile.TemporaryDirectory() as out_dir:
+        zip_path = Path(out_dir) / f"{run_name}.zip"
+        result = build_package(
+            root,
+            run_name=run_name,
+            offspring_size=offspring_size,
+            max_ngen=max_ngen,
+            parameters=parameters,
+            out=zip_path,
+            source_name=optimisation.name,
+        )
+        storage_name = (
+            f"{PACKAGES_PREFIX}/{owner.get_username()}/{result.sha256[:12]}/{run_name}.zip"
+        )
+        with open(zip_path, "rb") as handle:
+            stored = default_storage.save(storage_name, File(handle))
+    try:
+        return RunPackage.objects.create(
+            optimisation=optimisation,
+            owner=owner,
+            parameter_set=parameter_set,
+            run_name=run_name,
+            offspring_size=offspring_size,
+            max_ngen=max_ngen,
+            file=stored,
+            size=result.size,
+            sha256=result.sha256,
+            fixes=[fix.as_dict() for fix in result.fixes],
+        )
+    except BaseException:
+        default_storage.delete(stored)
+        raise
+
+
+def package_write(
+    *,
+    optimisation: Optimisation,
+    offspring_size: int,
+    max_ngen: int,
+    parameter_set: ParameterSet | None,
+    out: str | os.PathLike,
+    now: datetime | None = None,
+):
+    """Build a run package straight to a file (manage.py build_package); nothing is stored."""
+    now = timezone.localtime(now or timezone.now())
+    with optimisation_folder(optimisation) as root:
+        return build_package(
+            root,
+            run_name=new_run_name(optimisation.name, now),
+            offspring_size=offspring_size,
+            max_ngen=max_ngen,
+            parameters=parameter_set.parameters if parameter_set else None,
+            out=out,
+            source_name=optimisation.name,
+        )
+
+
+# ----------------------------------------------------------------------------- repository
+
+
+def repository_refresh_run(refresh) -> None:
+    """Import or update every optimisation the repository lists, recording progress."""
+    from models_app.models import RepositoryRefresh
+
+    refresh.status = RepositoryRefresh.Status.RUNNING
+    refresh.save(update_fields=["status"])
+    try:
+        entries = repository.list_optimisations(
+            settings.MODEL_REPOSITORY_INDEX_URL, settings.MODEL_REPOSITORY_URL
+        )
+    except repository.RepositoryError as error:
+        refresh.status = RepositoryRefresh.Status.FAILED
+        refresh.error = str(error)
+        refresh.finished_at = timezone.now()
+        refresh.save(update_fields=["status", "error", "finished_at"])
+        return
+    refresh.total = len(entries)
+    refresh.save(update_fields=["total"])
+    for entry in entries:
+        try:
+            outcome = optimisation_import(
+                source=entry.zip_url,
+                kind=Optimisation.Source.REPOSITORY,
+                published=True,
+                replace=True,
+                source_url=entry.zip_url,
+            )
+        except ImportFailed as error:
+            refresh.problems.append([entry.name, "; ".join(error.problems)])
+        else:
+            (refresh.imported if outcome.changed else refresh.unchanged).append(
+                outcome.optimisation.name
+            )
+        refresh.done += 1
+        refresh.save(update_fields=["done", "imported", "unchanged", "problems"])
+    refresh.status = RepositoryRefresh.Status.DONE
+    refresh.finished_at = timezone.now()
+    refresh.save(update_fields=["status", "finished_at"])

@@ -1,0 +1,111 @@
+"""Editing bounds: versions owned by the user, messages next to fields, originals untouched."""
+
+import pytest
+
+from models_app.models import ParameterSet
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+LOWER = "somatic.gkbar_hh.lower"
+UPPER = "somatic.gkbar_hh.upper"
+
+
+def _form(client, model, **changes) -> dict:
+    """The parameters form as the page shows it, with some fields changed."""
+    page = client.get(f"/catalogue/{model.pk}/?tab=parameters").content.decode()
+    import re
+
+    fields = dict(
+        re.findall(
+            r'name="([a-z_]+\.[A-Za-z0-9_]+\.(?:lower|upper))" id="[^"]+" value="([^"]*)"', page
+        )
+    )
+    assert LOWER in fields and UPPER in fields, sorted(fields)
+    fields.update(changes)
+    return fields
+
+
+def test_saving_new_bounds_makes_a_version_and_keeps_the_original(client, alice, demo_model):
+    client.force_login(alice)
+    original = demo_model.parameters
+
+    response = client.post(
+        f"/catalogue/{demo_model.pk}/parameters/",
+        _form(client, demo_model, **{LOWER: "0.02", UPPER: "0.05"}),
+    )
+
+    assert response.status_code == 302
+    saved = ParameterSet.objects.get(optimisation=demo_model, owner=alice)
+    assert saved.version == 1
+    assert saved.changes == [["somatic", "gkbar_hh", 0.01, 0.06, 0.02, 0.05]]
+    demo_model.refresh_from_db()
+    assert demo_model.parameters == original
+    page = client.get(response["Location"]).content.decode()
+    assert "your version 1" in page and 'value="0.02"' in page
+    assert "Return to the original" in page
+    assert (
+        'value="0.01"' in client.get(f"/catalogue/{demo_model.pk}/?tab=parameters").content.decode()
+    )
+
+
+def test_a_version_builds_on_the_one_viewed(client, alice, demo_model):
+    client.force_login(alice)
+    client.post(
+        f"/catalogue/{demo_model.pk}/parameters/", _form(client, demo_model, **{LOWER: "0.02"})
+    )
+    form = _form(client, demo_model)
+    form.update({"version": "1", UPPER: "0.04"})
+    form[LOWER] = "0.02"
+
+    client.post(f"/catalogue/{demo_model.pk}/parameters/", form)
+
+    second = ParameterSet.objects.get(optimisation=demo_model, owner=alice, version=2)
+    bounds = {tuple(change[:2]): change[4:] for change in second.changes}
+    assert bounds[("somatic", "gkbar_hh")] == [0.02, 0.04]
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "message"),
+    [
+        ("nan", "0.06", "finite"),
+        ("inf", "0.06", "finite"),
+        ("0.01", "lots", "number"),
+        ("0.06", "0.01", "lower"),
+        ("0.05", "0.05", "lower"),
+        ("", "0.06", "number"),
+    ],
+)
+def test_bad_bounds_are_refused_next_to_their_field(
+    client, alice, demo_model, lower, upper, message
+):
+    client.force_login(alice)
+
+    response = client.post(
+        f"/catalogue/{demo_model.pk}/parameters/",
+        _form(client, demo_model, **{LOWER: lower, UPPER: upper}),
+    )
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    row = page.split('id="somatic.gkbar_hh.lower"', 1)[1].split("</tr>", 1)[0]
+    assert "invalid-feedback" in row and message in row.lower()
+    assert "The parameters were not saved" in page
+    assert not ParameterSet.objects.exists()
+
+
+def test_versions_are_private_to_their_owner(client, alice, bob, demo_model):
+    client.force_login(alice)
+    client.post(
+        f"/catalogue/{demo_model.pk}/parameters/", _form(client, demo_model, **{LOWER: "0.02"})
+    )
+
+    client.force_login(bob)
+    assert client.get(f"/catalogue/{demo_model.pk}/?version=1").status_code == 404
+    assert "Your versions" not in client.get(f"/catalogue/{demo_model.pk}/").content.decode()
+    assert (
+        client.post(
+            f"/catalogue/{demo_model.pk}/package/",
+            {"offspring_size": 2, "max_ngen": 2, "version": 1},
+        ).status_code
+        == 404
+    )
