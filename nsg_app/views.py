@@ -1,9 +1,256 @@
-from django.shortcuts import render
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from models_app.models import RunPackage
+from nsg_app import services
+from nsg_app.backends.nsg import nsg_client, submission_fields
+from nsg_app.forms import VPARAM_FIELDS, NsgLoginForm, NsgSubmitForm
+from nsg_app.models import Job, NsgAccount, ResultFile
+from nsg_app.nsg import NsgError, ValidationError
+from nsg_app.tasks import collect_job, poll_account
 
 
-def jobs(request):
-    return render(request, "nsg_app/jobs.html", {})
+def _get_job(request, pk) -> Job:
+    return get_object_or_404(
+        Job.objects.visible_to(request.user).select_related("owner", "package"), pk=pk
+    )
+
+
+def _account(user) -> NsgAccount | None:
+    return NsgAccount.objects.filter(owner=user).first()
+
+
+# ----------------------------------------------------------------------------- account
 
 
 def account(request):
-    return render(request, "nsg_app/account.html", {})
+    existing = _account(request.user)
+    form = NsgLoginForm(
+        request.POST or None, initial={"username": existing.username if existing else ""}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.nsg_account_save(
+                owner=request.user,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"],
+            )
+        except services.AccountCheckFailed as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(
+                request,
+                f"Logged in to NSG as {form.cleaned_data['username']}. The password is stored encrypted.",
+            )
+            return redirect("nsg_app:account")
+    return render(
+        request,
+        "nsg_app/account.html",
+        {"form": form, "account": existing},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+def account_forget(request):
+    deleted, _ = NsgAccount.objects.filter(owner=request.user).delete()
+    messages.info(
+        request,
+        "Your NSG credentials were deleted." if deleted else "No NSG credentials were stored.",
+    )
+    return redirect("nsg_app:account")
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def jobs(request):
+    rows = Job.objects.visible_to(request.user).select_related("owner", "package")
+    return render(request, "nsg_app/jobs.html", {"jobs": rows, "account": _account(request.user)})
+
+
+@require_POST
+def jobs_refresh(request):
+    existing = _account(request.user)
+    if existing is None:
+        messages.error(request, "Log in to NSG first.")
+        return redirect("nsg_app:account")
+    transaction.on_commit(lambda: poll_account.delay(existing.pk, force=True))
+    messages.info(request, "Asking NSG for your jobs; the list updates by itself.")
+    return redirect("nsg_app:jobs")
+
+
+def job(request, pk):
+    job = _get_job(request, pk)
+    return render(
+        request,
+        "nsg_app/job.html",
+        {"job": job, "stages": job.stages.all(), "files": job.result_files.all()},
+    )
+
+
+@require_GET
+def job_status(request, pk):
+    job = _get_job(request, pk)
+    return JsonResponse(_job_state(job))
+
+
+@require_GET
+def jobs_status(request):
+    rows = Job.objects.visible_to(request.user).select_related("owner", "package")[:500]
+    return JsonResponse({"jobs": [_job_state(job, history=False) for job in rows]})
+
+
+def _job_state(job: Job, *, history: bool = True) -> dict:
+    state = {
+        "id": job.pk,
+        "state": job.state,
+        "state_label": job.get_state_display(),
+        "stage": job.stage,
+        "handle": job.handle,
+        "active": job.is_active,
+        "error": job.error,
+        "flag": job.get_flag_display() if job.flag else "",
+        "flag_detail": job.flag_detail,
+        "can_collect": job.can_collect,
+        "collect_blocked": job.collect_blocked_reason(),
+        "progress": job.progress,
+        "updated_at": job.updated_at.isoformat(),
+    }
+    if history:
+        state["stages"] = [
+            {"stage": s.stage, "at": s.at.isoformat(), "message": s.message}
+            for s in job.stages.all()
+        ]
+        state["files"] = [{"name": f.name, "size": f.size} for f in job.result_files.all()]
+    return state
+
+
+@require_POST
+def job_check(request, pk):
+    """'Check NSG simulation': poll the account now (still no faster than NSG allows)."""
+    job = _get_job(request, pk)
+    if job.backend != Job.Backend.NSG:
+        raise Http404("Only NSG jobs are checked with NSG.")
+    account = NsgAccount.objects.filter(owner=job.owner).first()
+    if account is None:
+        messages.error(request, "No NSG account is stored for this job's owner.")
+        return redirect(job)
+    wait = 0.0
+    if account.last_polled_at:
+        wait = (
+            account.poll_interval_seconds
+            - (timezone.now() - account.last_polled_at).total_seconds()
+        )
+    if wait > 0:
+        messages.info(
+            request,
+            f"NSG asks not to be polled more often than every {account.poll_interval_seconds:.0f} s: the next check runs in {wait:.0f} s.",
+        )
+    else:
+        transaction.on_commit(lambda: poll_account.delay(account.pk, force=True))
+        messages.info(request, "Checking with NSG; the page updates by itself.")
+    return redirect(job)
+
+
+@require_POST
+def job_collect(request, pk):
+    job = _get_job(request, pk)
+    reason = job.collect_blocked_reason()
+    if reason:
+        messages.error(request, f"Cannot copy to storage: {reason}")
+        return redirect(job)
+    transaction.on_commit(lambda: collect_job.delay(job.pk))
+    messages.info(request, "Copying the results to storage.")
+    return redirect(job)
+
+
+@require_POST
+def job_cancel(request, pk):
+    job = _get_job(request, pk)
+    if not job.can_cancel:
+        messages.error(request, "This job can no longer be cancelled.")
+        return redirect(job)
+    try:
+        services.job_cancel(job)
+    except NsgError as error:
+        messages.error(request, f"NSG did not cancel the job: {error.display_message or error}")
+        return redirect(job)
+    messages.success(
+        request,
+        "The job was cancelled."
+        if job.backend == Job.Backend.LOCAL
+        else "The job was cancelled and deleted at NSG.",
+    )
+    return redirect(job)
+
+
+@require_GET
+def job_file(request, pk, name):
+    job = _get_job(request, pk)
+    result = get_object_or_404(ResultFile, job=job, name=name)
+    return FileResponse(
+        default_storage.open(result.storage_name, "rb"), as_attachment=True, filename=result.name
+    )
+
+
+# ----------------------------------------------------------------------------- submit
+
+
+def submit_nsg(request, package_pk):
+    """'Run NSG simulation' for a run package."""
+    package = get_object_or_404(
+        RunPackage.objects.visible_to(request.user).select_related("optimisation"), pk=package_pk
+    )
+    if package.owner != request.user:
+        raise Http404("Only the package's owner runs it.")
+    account = _account(request.user)
+    form = NsgSubmitForm(request.POST or None)
+    if request.method == "POST" and account is None:
+        messages.error(request, "Log in to NSG first.")
+        return redirect("nsg_app:account")
+    if request.method == "POST" and form.is_valid():
+        if _nsg_accepts(form, package, account):
+            job = services.job_create_nsg(owner=request.user, package=package, **form.cleaned_data)
+            messages.success(request, f"Submitting {package.run_name} to NSG.")
+            return redirect(job)
+    return render(
+        request,
+        "nsg_app/submit.html",
+        {"form": form, "package": package, "account": account},
+        status=400 if form.errors else 200,
+    )
+
+
+def _nsg_accepts(form: NsgSubmitForm, package, account: NsgAccount) -> bool:
+    """NSG's own check of the submission (validate), its errors put next to our fields."""
+    probe = Job(folder=package.run_name, **form.cleaned_data)
+    try:
+        with (
+            nsg_client(account.username, account.password(), interactive=True) as client,
+            default_storage.open(package.file, "rb") as handle,
+        ):
+            client.validate(
+                form.cleaned_data["tool"],
+                handle,
+                input_filename=package.filename,
+                **submission_fields(probe),
+            )
+    except ValidationError as error:
+        for param, message in error.param_errors.items():
+            form.add_error(VPARAM_FIELDS.get(param), f"NSG: {message}")
+        if not error.param_errors:
+            form.add_error(None, f"NSG refused the job: {error.display_message or error.message}")
+        return False
+    except NsgError as error:
+        form.add_error(
+            None,
+            f"NSG could not check the job ({error.display_message or type(error).__name__}); try again later.",
+        )
+        return False
+    return True

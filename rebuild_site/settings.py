@@ -58,12 +58,15 @@ if not CREDENTIALS_KEY:
     CREDENTIALS_KEY = _development_secret(
         "dev-credentials-key", lambda: Fernet.generate_key().decode()
     )
-try:
-    Fernet(CREDENTIALS_KEY.encode())
-except ValueError:
-    raise ImproperlyConfigured(
-        "CREDENTIALS_KEY must be a Fernet key (32 url-safe base64-encoded bytes)."
-    ) from None
+# Several keys may be given, comma-separated, newest first (key rotation).
+for _key in CREDENTIALS_KEY.split(","):
+    try:
+        Fernet(_key.strip().encode())
+    except ValueError:
+        raise ImproperlyConfigured(
+            "CREDENTIALS_KEY must be a Fernet key (32 url-safe base64-encoded bytes), "
+            "or several separated by commas."
+        ) from None
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
@@ -222,6 +225,21 @@ NSG_BASE_URL = env_url(
 NSG_APP_KEY = env_str("NSG_APP_KEY")
 NSG_VERIFY_TLS = env_bool("NSG_VERIFY_TLS", True)
 NSG_MIN_POLL_SECONDS = env_float("NSG_MIN_POLL_SECONDS", 60.0, minimum=0.0)
+# How often beat looks for accounts due a poll and stale collections.
+NSG_POLL_EVERY_SECONDS = env_float("NSG_POLL_EVERY_SECONDS", 15.0, minimum=0.2)
+# A collection whose worker stopped reporting for this long is started again.
+COLLECT_STALE_SECONDS = env_float("COLLECT_STALE_SECONDS", 300.0, minimum=1.0)
+# BluePyOpt tools offered, with their cores-per-node cap: TOOL=CAP,TOOL=CAP.
+NSG_TOOL_CORE_LIMITS = {}
+for _item in env_list("NSG_TOOL_CORE_LIMITS", ["BLUEPYOPT_EXPANSE=24", "BLUEPYOPT_TG=24"]):
+    _tool, _, _cap = _item.partition("=")
+    if not _tool.strip() or not _cap.strip().isdigit() or int(_cap) < 1:
+        raise ImproperlyConfigured(f"NSG_TOOL_CORE_LIMITS items must be TOOL=CORES; got {_item!r}")
+    NSG_TOOL_CORE_LIMITS[_tool.strip()] = int(_cap)
+CELERY_BEAT_SCHEDULE["poll-active-jobs"] = {
+    "task": "nsg_app.poll_active_jobs",
+    "schedule": NSG_POLL_EVERY_SECONDS,
+}
 
 # Sources of published optimisations ("Refresh from repository").
 MODEL_REPOSITORY_URL = env_url(

@@ -7,6 +7,7 @@ first conftest is imported (the settings module reads the environment once).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ _repository = None
 def pytest_configure(config):
     global _redis, _repository
     from rebuild_site.services import start_private_redis
+    from tests.fixtures.emulator import APP_KEY, start_shared_emulator
     from tests.fixtures.github import RepositoryServer
 
     _redis = start_private_redis(Path(tempfile.mkdtemp(prefix="redis-", dir=TEST_VAR)))
@@ -46,6 +48,13 @@ def pytest_configure(config):
     _repository.start()
     os.environ["MODEL_REPOSITORY_URL"] = _repository.raw_url
     os.environ["MODEL_REPOSITORY_INDEX_URL"] = _repository.index_url
+    # The NSG emulator stands in for NSG, for the client's tests and the site's alike.
+    emulator = start_shared_emulator(Path(tempfile.mkdtemp(prefix="nsg-", dir=TEST_VAR)))
+    os.environ["NSG_BASE_URL"] = emulator.base_url
+    os.environ["NSG_APP_KEY"] = APP_KEY
+    os.environ["NSG_MIN_POLL_SECONDS"] = "0"
+    os.environ["NSG_POLL_EVERY_SECONDS"] = "1"
+    os.environ["COLLECT_STALE_SECONDS"] = "4"
     # Load the settings now that the environment is complete; pytest-django then sets up
     # Django in its own pytest_configure, which runs after this one.
     from django.conf import settings
@@ -58,6 +67,10 @@ def pytest_unconfigure(config):
         _redis.stop()
     if _repository is not None:
         _repository.stop()
+    from tests.fixtures.emulator import _shared
+
+    if _shared is not None:
+        _shared.stop()
 
 
 @pytest.fixture
@@ -87,15 +100,13 @@ def _database_url_for_workers() -> str:
     return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def running_worker(django_db_setup, django_db_blocker, redis_url):
+def start_worker(database_url: str, name: str) -> subprocess.Popen:
     """A real Celery worker process on the test database, the private Redis and test media."""
     from rebuild_site.celery import app
 
-    with django_db_blocker.unblock():
-        database_url = _database_url_for_workers()
-    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
-    log = open(TEST_VAR / "celery-worker.log", "wb")
+    env = dict(os.environ, DATABASE_URL=database_url)
+    log = open(TEST_VAR / f"{name}.log", "ab")  # noqa: SIM115 - the worker writes to it
+    hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h"
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -109,7 +120,7 @@ def running_worker(django_db_setup, django_db_blocker, redis_url):
             "--concurrency",
             "2",
             "--hostname",
-            f"test-{os.getpid()}@%h",
+            hostname,
             "--without-gossip",
             "--without-mingle",
         ],
@@ -119,23 +130,79 @@ def running_worker(django_db_setup, django_db_blocker, redis_url):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    log.close()
+    expected = hostname.replace("%h", os.uname().nodename)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if worker.poll() is not None:
-            raise RuntimeError(f"the Celery worker exited; see {log.name}")
-        if app.control.ping(timeout=0.5):
-            break
-    else:
-        worker.kill()
-        raise RuntimeError(f"the Celery worker did not answer a ping in 60 s; see {log.name}")
-    yield worker
-    os.killpg(worker.pid, 15)
+            raise RuntimeError(f"the Celery worker exited; see {TEST_VAR / f'{name}.log'}")
+        replies = app.control.ping(timeout=0.5)
+        if any(expected in reply for reply in replies):
+            return worker
+    stop_process_group(worker)
+    raise RuntimeError(
+        f"the Celery worker did not answer a ping in 60 s; see {TEST_VAR / f'{name}.log'}"
+    )
+
+
+def stop_process_group(process: subprocess.Popen, *, kill: bool = False) -> None:
     try:
-        worker.wait(timeout=20)
+        os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, 9)
-        worker.wait()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker_database_url(django_db_setup, django_db_blocker) -> str:
+    with django_db_blocker.unblock():
+        return _database_url_for_workers()
+
+
+@pytest.fixture(scope="session")
+def running_worker(worker_database_url):
+    worker = start_worker(worker_database_url, "celery-worker")
+    yield worker
+    stop_process_group(worker)
+
+
+@pytest.fixture
+def running_beat(worker_database_url, tmp_path):
+    """Celery beat, sending the periodic poll every NSG_POLL_EVERY_SECONDS (1 s here).
+
+    Per test, not per session: other tests drive the poll by hand and must not race it.
+    """
+    env = dict(os.environ, DATABASE_URL=worker_database_url)
+    schedule = tmp_path / "beat-schedule"
+    log = open(TEST_VAR / "celery-beat.log", "ab")  # noqa: SIM115 - beat writes to it
+    beat = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "rebuild_site",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(schedule),
+            "--pidfile",
+            "",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
+    yield beat
+    stop_process_group(beat)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from nsg_app.nsg import (
     UserMismatch,
     ValidationError,
 )
-from tests.nsg.conftest import APP_KEY
+from tests.fixtures.emulator import APP_KEY
 from tests.nsg.packages import HELLO_SCRIPT, package
 from tests.nsg.polling import wait_for_terminal
 

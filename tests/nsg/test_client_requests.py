@@ -7,7 +7,7 @@ import time
 import pytest
 
 from nsg_app.nsg import NsgClient, RetryPolicy, ServerError, Transport, UsageLimit
-from tests.nsg.conftest import APP_KEY
+from tests.fixtures.emulator import APP_KEY
 from tests.nsg.packages import HELLO_SCRIPT, package
 
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 from defusedxml.ElementTree import fromstring
 
-from tests.nsg.conftest import APP_KEY
+from tests.fixtures.emulator import APP_KEY
 from tests.nsg.packages import HELLO_SCRIPT, package
 from tests.nsg.polling import wait_for_terminal
 

@@ -1,0 +1,102 @@
+from django.contrib import admin, messages
+
+from nsg_app.models import Job, JobStageChange, NsgAccount, ResultFile
+from nsg_app.tasks import collect_job, poll_account
+
+
+class JobStageChangeInline(admin.TabularInline):
+    model = JobStageChange
+    extra = 0
+    can_delete = False
+    readonly_fields = ("at", "stage", "message")
+
+
+class ResultFileInline(admin.TabularInline):
+    model = ResultFile
+    extra = 0
+    can_delete = False
+    readonly_fields = ("name", "size", "sha256", "storage_name")
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "folder",
+        "owner",
+        "backend",
+        "stage",
+        "state",
+        "flag",
+        "external",
+        "created_at",
+    )
+    list_filter = ("state", "stage", "backend", "flag", "external", "owner")
+    search_fields = ("handle", "folder", "owner__username")
+    readonly_fields = (
+        "created_at",
+        "updated_at",
+        "collected_at",
+        "collect_heartbeat_at",
+        "progress",
+    )
+    inlines = [JobStageChangeInline, ResultFileInline]
+    actions = ["poll_now", "collect_now", "cancel_now"]
+
+    @admin.action(description="Poll NSG now for the owners of the selected jobs")
+    def poll_now(self, request, queryset):
+        accounts = NsgAccount.objects.filter(
+            owner__in=queryset.filter(backend=Job.Backend.NSG).values("owner")
+        )
+        for account in accounts:
+            poll_account.delay(account.pk, force=True)
+        self.message_user(request, f"Polling {len(accounts)} NSG account(s).")
+
+    @admin.action(description="Copy the results of the selected jobs to storage")
+    def collect_now(self, request, queryset):
+        ready = [job for job in queryset if job.can_collect]
+        for job in ready:
+            collect_job.delay(job.pk)
+        self.message_user(
+            request, f"Copying {len(ready)} job(s); {queryset.count() - len(ready)} not finished."
+        )
+
+    @admin.action(description="Cancel the selected jobs")
+    def cancel_now(self, request, queryset):
+        from nsg_app.services import job_cancel
+
+        done = 0
+        for job in queryset:
+            if job.can_cancel:
+                try:
+                    job_cancel(job)
+                    done += 1
+                except Exception as error:  # report each failure, go on with the others
+                    self.message_user(request, f"{job}: {error}", level=messages.ERROR)
+        self.message_user(request, f"Cancelled {done} job(s).")
+
+
+@admin.register(NsgAccount)
+class NsgAccountAdmin(admin.ModelAdmin):
+    list_display = (
+        "username",
+        "owner",
+        "verified_at",
+        "last_polled_at",
+        "poll_failures",
+        "next_poll_at",
+        "last_error",
+    )
+    search_fields = ("username", "owner__username")
+    # The password token is never shown nor editable here.
+    fields = (
+        "owner",
+        "username",
+        "verified_at",
+        "poll_interval_seconds",
+        "next_poll_at",
+        "last_polled_at",
+        "poll_failures",
+        "last_error",
+    )
+    readonly_fields = ("verified_at", "last_polled_at", "poll_failures", "last_error")

@@ -1,0 +1,305 @@
+"""NSG: submission, one poll per account, results, cancel; through nsg_app.nsg's client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from nsg_app.collection import ResultSource
+from nsg_app.models import Job, NsgAccount
+from nsg_app.nsg import (
+    CommunicationError,
+    JobStatus,
+    NotFound,
+    NsgClient,
+    NsgError,
+    RetryPolicy,
+    ServerError,
+    UsageLimit,
+    ValidationError,
+)
+from nsg_app.stages import job_finish, stage_record
+
+logger = logging.getLogger(__name__)
+
+ENTRY_SCRIPT = "init.py"
+MAX_BACKOFF_SECONDS = 3600
+
+
+# A person waits on calls made from a page: fail fast there. The worker retries a little
+# longer, but leaves long waits (a 429 asking for a minute) to the poll's own back-off,
+# so that no worker process sleeps on one account.
+INTERACTIVE_RETRY = RetryPolicy(attempts=2, base_delay_seconds=0.5, max_delay_seconds=2)
+WORKER_RETRY = RetryPolicy(attempts=3, base_delay_seconds=1, max_delay_seconds=10)
+
+
+def nsg_client(username: str, password: str, *, interactive: bool = False) -> NsgClient:
+    return NsgClient(
+        settings.NSG_BASE_URL,
+        settings.NSG_APP_KEY,
+        username,
+        password,
+        verify=settings.NSG_VERIFY_TLS,
+        retry=INTERACTIVE_RETRY if interactive else WORKER_RETRY,
+    )
+
+
+def client_for(account: NsgAccount) -> NsgClient:
+    return nsg_client(account.username, account.password())
+
+
+def client_job_id(job: Job) -> str:
+    return f"rebuild-{job.pk}"
+
+
+def submission_fields(job: Job) -> dict:
+    return {
+        "vparams": {
+            "filename_": ENTRY_SCRIPT,
+            "number_nodes_": job.nodes,
+            "number_cores_": job.cores_per_node,
+            "runtime_": job.runtime_hours,
+        },
+        "metadata": {
+            "clientJobId": client_job_id(job),
+            "clientJobName": job.folder,
+            "statusEmail": "false",
+        },
+    }
+
+
+class NsgBackend:
+    name = Job.Backend.NSG
+
+    def submit(self, job: Job) -> None:
+        account = NsgAccount.objects.filter(owner=job.owner).first()
+        if account is None:
+            job.state, job.error = Job.State.SUBMIT_FAILED, "No NSG account: log in to NSG first."
+            job.save(update_fields=["state", "error", "updated_at"])
+            return
+        with client_for(account) as client, default_storage.open(job.package.file, "rb") as package:
+            try:
+                status = client.submit(
+                    job.tool, package, input_filename=f"{job.folder}.zip", **submission_fields(job)
+                )
+            except ValidationError as error:
+                job.state = Job.State.SUBMIT_FAILED
+                job.error = f"NSG refused the job: {error.display_message or error.message}"
+                job.param_errors = dict(error.param_errors)
+                job.save(update_fields=["state", "error", "param_errors", "updated_at"])
+                return
+            except (CommunicationError, ServerError) as error:
+                # The job may exist even though the reply was lost: look before saying no.
+                status = _find_by_client_id(client, client_job_id(job))
+                if status is None:
+                    job.state = Job.State.SUBMIT_FAILED
+                    job.error = f"NSG could not be reached ({error.display_message or error}); submit again later."
+                    job.save(update_fields=["state", "error", "updated_at"])
+                    return
+            except NsgError as error:
+                job.state = Job.State.SUBMIT_FAILED
+                job.error = f"NSG refused the job: {error.display_message or error}"
+                job.save(update_fields=["state", "error", "updated_at"])
+                return
+        job.handle = status.handle
+        job.state = Job.State.ACTIVE
+        job.save(update_fields=["handle", "state", "updated_at"])
+        job_apply_status(job, status)
+
+    def refresh(self, job: Job) -> None:
+        account = NsgAccount.objects.get(owner=job.owner)
+        with client_for(account) as client:
+            status = client.job_status(job.handle)
+        job_apply_status(job, status)
+
+    def result_sources(self, job: Job) -> Iterable[ResultSource]:
+        account = NsgAccount.objects.get(owner=job.owner)
+        client = client_for(account)
+        files = client.list_results(job.handle)
+
+        def writer(job_file):
+            return lambda destination: client.download(job_file, destination)
+
+        try:
+            for job_file in sorted(files, key=lambda f: f.filename):
+                yield ResultSource(job_file.filename, job_file.length, writer(job_file))
+        finally:
+            client.close()
+
+    def cancel(self, job: Job) -> None:
+        account = NsgAccount.objects.get(owner=job.owner)
+        with client_for(account) as client:
+            try:
+                client.delete_job(job.handle)
+            except NotFound:
+                pass  # already gone at NSG: nothing left to stop
+        stage_record(job, "CANCELLED", message="Cancelled and deleted at NSG by the user.")
+        job.state = Job.State.CANCELLED if job.is_active else job.state
+        job.save(update_fields=["state", "updated_at"])
+
+
+def _find_by_client_id(client: NsgClient, wanted: str) -> JobStatus | None:
+    try:
+        return next((s for s in client.list_jobs() if s.client_job_id == wanted), None)
+    except NsgError:
+        return None
+
+
+def job_apply_status(job: Job, status: JobStatus) -> None:
+    """Store what NSG says of a job: new stage messages, its stage, and whether it ended."""
+    for message in status.messages:
+        stage_record(
+            job, message.stage, at=message.timestamp or timezone.now(), message=message.text
+        )
+    if status.stage and not any(m.stage == status.stage for m in status.messages):
+        stage_record(job, status.stage, at=timezone.now())
+    job.stage = status.stage
+    job.date_submitted = status.date_submitted or job.date_submitted
+    job.save(update_fields=["stage", "date_submitted", "updated_at"])
+    if status.terminal and job.state in Job.ACTIVE_STATES:
+        if status.failed:
+            job_finish(
+                job,
+                state=Job.State.FAILED,
+                error=f"NSG reports that the job failed at stage {status.stage}.",
+            )
+        else:
+            job_finish(job, state=Job.State.COMPLETED)
+
+
+# ----------------------------------------------------------------------------- polling
+
+
+def accounts_due(now=None):
+    """Accounts with active NSG jobs whose next poll is due."""
+    now = now or timezone.now()
+    active_owners = (
+        Job.objects.filter(backend=Job.Backend.NSG, state__in=Job.ACTIVE_STATES)
+        .exclude(handle="")
+        .values("owner")
+    )
+    return NsgAccount.objects.filter(owner__in=active_owners).filter(
+        Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)
+    )
+
+
+def account_poll(account_id: int, *, force: bool = False) -> str:
+    """One `GET /job/{user}?expand=true` for the account, if due (or forced but still no
+    faster than NSG's minimum interval); every job in the reply is brought up to date.
+    Jobs NSG lists that the site does not know (submitted elsewhere) are added."""
+    now = timezone.now()
+    due = Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)
+    if force:
+        # "Check now" may come early, but never sooner than the server's minimum interval.
+        due = Q(last_polled_at__isnull=True) | Q(
+            last_polled_at__lte=now - _poll_interval(account_id)
+        )
+    # Claim the poll with a conditional update, so two workers never poll one account twice.
+    claimed = (
+        NsgAccount.objects.filter(pk=account_id)
+        .filter(due)
+        .update(next_poll_at=now + timedelta(seconds=MAX_BACKOFF_SECONDS), last_polled_at=now)
+    )
+    if not claimed:
+        return "not due"
+    account = NsgAccount.objects.get(pk=account_id)
+    try:
+        with client_for(account) as client:
+            statuses = client.list_jobs()
+    except NsgError as error:
+        account.poll_failures += 1
+        wait = _backoff(account, error)
+        account.next_poll_at = now + timedelta(seconds=wait)
+        account.last_error = f"{timezone.now():%Y-%m-%d %H:%M:%S} {type(error).__name__}: {error.display_message or error}"
+        account.save(update_fields=["poll_failures", "next_poll_at", "last_error"])
+        logger.warning(
+            "NSG poll of %s failed (%s); next try in %.0f s",
+            account.username,
+            type(error).__name__,
+            wait,
+        )
+        return "failed"
+    server_interval = max(
+        (s.min_poll_interval_seconds for s in statuses), default=account.poll_interval_seconds
+    )
+    account.poll_interval_seconds = max(float(server_interval), settings.NSG_MIN_POLL_SECONDS)
+    account.poll_failures = 0
+    account.last_error = ""
+    account.next_poll_at = now + timedelta(seconds=account.poll_interval_seconds)
+    account.save(
+        update_fields=["poll_interval_seconds", "poll_failures", "last_error", "next_poll_at"]
+    )
+    statuses_apply(account, statuses)
+    return "polled"
+
+
+def _poll_interval(account_id: int) -> timedelta:
+    interval = (
+        NsgAccount.objects.filter(pk=account_id)
+        .values_list("poll_interval_seconds", flat=True)
+        .first()
+    )
+    return timedelta(seconds=interval or 0)
+
+
+def _backoff(account: NsgAccount, error: NsgError) -> float:
+    base = max(account.poll_interval_seconds, settings.NSG_MIN_POLL_SECONDS, 1.0)
+    wait = min(base * 2 ** (account.poll_failures - 1), MAX_BACKOFF_SECONDS)
+    if isinstance(error, UsageLimit) and error.retry_after_seconds:
+        wait = max(wait, min(error.retry_after_seconds, MAX_BACKOFF_SECONDS))
+    return wait
+
+
+def statuses_apply(account: NsgAccount, statuses: list[JobStatus]) -> None:
+    known = {
+        job.handle: job
+        for job in Job.objects.filter(
+            backend=Job.Backend.NSG, handle__in=[s.handle for s in statuses]
+        )
+    }
+    for status in statuses:
+        job = known.get(status.handle)
+        if job is None:
+            if not (status.client_job_id or "").startswith("rebuild-"):
+                job = _external_job(account, status)
+            else:
+                # Ours, but the submission's reply was lost: adopt it.
+                job = Job.objects.filter(
+                    pk=status.client_job_id.removeprefix("rebuild-"), handle=""
+                ).first()
+                if job is None:
+                    job = _external_job(account, status)
+                else:
+                    job.handle, job.state = status.handle, Job.State.ACTIVE
+                    job.save(update_fields=["handle", "state", "updated_at"])
+        elif job.owner_id != account.owner_id:
+            continue  # never let one account's reply touch another user's job
+        with transaction.atomic():
+            job_apply_status(job, status)
+
+
+def _external_job(account: NsgAccount, status: JobStatus) -> Job:
+    folder = status.metadata.get("clientJobName") or status.handle
+    terminal_state = Job.State.FAILED if status.failed else Job.State.COMPLETED
+    return Job.objects.create(
+        owner=account.owner,
+        backend=Job.Backend.NSG,
+        handle=status.handle,
+        external=True,
+        folder=_safe_folder(folder),
+        stage=status.stage,
+        state=terminal_state if status.terminal else Job.State.ACTIVE,
+        date_submitted=status.date_submitted,
+    )
+
+
+def _safe_folder(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name).strip("._")
+    return cleaned[:150] or "job"

@@ -1,0 +1,180 @@
+"""Copy a finished job's result files into storage, streamed, checked, with a manifest last.
+
+Used by both backends: NSG's files come from downloads, a local run's from its folder.
+Files land under `BluePyOptOne/results<NSG|Local>/<username>/<folder>/`; each is streamed
+through a temporary file (memory stays flat whatever the size), its size checked against
+the announced one and hashed; `manifest.json` (name, size, sha256) is written last, so a
+folder without a manifest is an unfinished copy. Collecting again overwrites the same
+names, so the folder always ends with one complete copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from nsg_app.models import Job, ResultFile
+
+MANIFEST = "manifest.json"
+STDERR_TAIL_BYTES = 4000
+_PREFIXES = {
+    Job.Backend.NSG: "BluePyOptOne/resultsNSG",
+    Job.Backend.LOCAL: "BluePyOptOne/resultsLocal",
+}
+_CHECKPOINT = re.compile(r"(^|/)checkpoints/[^/]+\.pkl$")
+
+
+class CollectError(Exception):
+    """A result could not be copied (size mismatch, download failure); the job can retry."""
+
+
+@dataclass(frozen=True)
+class ResultSource:
+    """One result file to copy: its name, announced size (None: unknown) and how to write it."""
+
+    name: str
+    size: int | None
+    write_to: Callable[[BinaryIO], int]
+
+
+class _Hashing(io.RawIOBase):
+    def __init__(self, target: BinaryIO) -> None:
+        self.target = target
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.target.write(data)
+
+
+def results_prefix(job: Job) -> str:
+    return f"{_PREFIXES[job.backend]}/{job.owner.get_username()}/{job.folder}"
+
+
+def _replace(name: str, handle: BinaryIO) -> None:
+    # FileSystemStorage would pick another name for an existing file: remove it first so
+    # the folder keeps exactly one copy under the expected name.
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    saved = default_storage.save(name, File(handle))
+    if saved != name:
+        default_storage.delete(saved)
+        raise CollectError(f"storage refused the name {name} (it saved {saved})")
+
+
+@dataclass
+class _Findings:
+    checkpoint_found: bool | None = None
+    stderr_tail: str = ""
+
+
+def store_results(
+    job: Job, sources: Iterable[ResultSource], *, heartbeat: Callable[[], None] = lambda: None
+) -> None:
+    """Copy every source into the job's results folder, then write the manifest."""
+    prefix = results_prefix(job)
+    manifest_name = f"{prefix}/{MANIFEST}"
+    if default_storage.exists(manifest_name):
+        default_storage.delete(manifest_name)  # from here on the folder is an unfinished copy
+    findings = _Findings()
+    entries = []
+    for source in sources:
+        with tempfile.TemporaryFile() as temp:
+            hashing = _Hashing(temp)
+            source.write_to(hashing)
+            if source.size is not None and hashing.size != source.size:
+                raise CollectError(
+                    f"{source.name}: received {hashing.size} bytes, expected {source.size}"
+                )
+            _inspect(source.name, temp, findings)
+            temp.seek(0)
+            storage_name = f"{prefix}/{source.name}"
+            _replace(storage_name, temp)
+        entries.append(
+            {"name": source.name, "size": hashing.size, "sha256": hashing.digest.hexdigest()}
+        )
+        ResultFile.objects.update_or_create(
+            job=job,
+            name=source.name,
+            defaults={
+                "storage_name": storage_name,
+                "size": hashing.size,
+                "sha256": entries[-1]["sha256"],
+            },
+        )
+        heartbeat()
+    names = [entry["name"] for entry in entries]
+    ResultFile.objects.filter(job=job).exclude(name__in=names).delete()
+    manifest = json.dumps(
+        {"job": job.handle or f"local-{job.pk}", "folder": job.folder, "files": entries}, indent=2
+    ).encode()
+    _replace(manifest_name, io.BytesIO(manifest))
+    flag, detail = _flag(findings)
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.COLLECTED,
+            collected_at=timezone.now(),
+            results_prefix=prefix,
+            flag=flag,
+            flag_detail=detail,
+            stderr_tail=findings.stderr_tail,
+            collect_heartbeat_at=None,
+        )
+
+
+def _inspect(name: str, temp: BinaryIO, findings: _Findings) -> None:
+    if name == "STDERR":
+        temp.seek(0, io.SEEK_END)
+        size = temp.tell()
+        temp.seek(max(0, size - STDERR_TAIL_BYTES))
+        findings.stderr_tail = temp.read().decode("utf-8", "replace")
+    elif name.endswith(".tar.gz"):
+        temp.seek(0)
+        findings.checkpoint_found = False
+        try:
+            # Streamed: the listing of a large archive never sits in memory at once.
+            with tarfile.open(fileobj=temp, mode="r|*") as archive:
+                for member in archive:
+                    if member.isfile() and _CHECKPOINT.search(member.name):
+                        findings.checkpoint_found = True
+                        break
+        except (tarfile.TarError, EOFError, OSError):
+            findings.checkpoint_found = False
+
+
+def _flag(findings: _Findings) -> tuple[str, str]:
+    tail = findings.stderr_tail
+    if "DUE TO TIME LIMIT" in tail:
+        return Job.Flag.TIME_LIMIT, (
+            "The run was stopped at its time limit before it finished: ask for a longer runtime "
+            "or fewer generations/offspring."
+        )
+    if "Traceback (most recent call last)" in tail:
+        last = [line for line in tail.strip().splitlines() if line.strip()]
+        return (
+            Job.Flag.SCRIPT_ERROR,
+            f"The optimisation script failed: {last[-1] if last else 'see STDERR'}",
+        )
+    if findings.checkpoint_found is False:
+        return Job.Flag.NO_CHECKPOINT, (
+            "output.tar.gz holds no checkpoint: the runtime was probably too short for the "
+            "generations asked, or fewer than 2 generations were run."
+        )
+    return Job.Flag.NONE, ""

@@ -1,0 +1,63 @@
+from django import forms
+from django.conf import settings
+
+MAX_NODES = 72
+MAX_RUNTIME_HOURS = 48
+MIN_RUNTIME_HOURS = 0.1
+
+
+class NsgLoginForm(forms.Form):
+    username = forms.CharField(label="NSG user name", max_length=150)
+    password = forms.CharField(
+        label="NSG password", widget=forms.PasswordInput(render_value=False), strip=False
+    )
+
+
+class NsgSubmitForm(forms.Form):
+    """What NSG checks for BluePyOpt tools, so most mistakes are caught before submission."""
+
+    tool = forms.ChoiceField(label="Tool")
+    nodes = forms.IntegerField(
+        label="Number of nodes",
+        min_value=1,
+        max_value=MAX_NODES,
+        initial=2,
+        help_text="1 to 72; for more, contact nsghelp@sdsc.edu.",
+    )
+    cores_per_node = forms.IntegerField(label="Cores per node", min_value=1, initial=10)
+    runtime_hours = forms.FloatField(
+        label="Runtime (hours)",
+        min_value=MIN_RUNTIME_HOURS,
+        max_value=MAX_RUNTIME_HOURS,
+        initial=0.5,
+        help_text="At most 48 hours. Too short a runtime leaves no checkpoint.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        tools = settings.NSG_TOOL_CORE_LIMITS
+        self.fields["tool"].choices = [(tool, tool) for tool in tools]
+        self.fields["tool"].initial = (
+            "BLUEPYOPT_EXPANSE" if "BLUEPYOPT_EXPANSE" in tools else next(iter(tools))
+        )
+        self.fields["cores_per_node"].help_text = (
+            "Cap per tool: " + ", ".join(f"{t} {c}" for t, c in tools.items()) + "."
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        tool, cores = cleaned.get("tool"), cleaned.get("cores_per_node")
+        if tool and cores:
+            cap = settings.NSG_TOOL_CORE_LIMITS[tool]
+            if cores > cap:
+                self.add_error("cores_per_node", f"{tool} allows at most {cap} cores per node.")
+        return cleaned
+
+
+# NSG's vparam names, to show its own parameter errors next to our fields.
+VPARAM_FIELDS = {
+    "number_nodes_": "nodes",
+    "number_cores_": "cores_per_node",
+    "runtime_": "runtime_hours",
+    "tool": "tool",
+}

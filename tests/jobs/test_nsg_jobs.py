@@ -1,0 +1,353 @@
+"""The whole way on NSG (the emulator), with a real worker and beat: submit, track, collect."""
+
+import io
+import json
+import tarfile
+
+import pytest
+from django.core.files.storage import default_storage
+
+from nsg_app.backends.nsg import account_poll
+from nsg_app.models import Job, NsgAccount, ResultFile
+from nsg_app.services import job_collect
+from tests.jobs.conftest import wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+SUBMIT = {"tool": "BLUEPYOPT_EXPANSE", "nodes": "1", "cores_per_node": "2", "runtime_hours": "48"}
+
+
+def _submit(client, package, **changes):
+    return client.post(f"/jobs/run-nsg/{package.pk}/", {**SUBMIT, **changes})
+
+
+@pytest.mark.slow
+def test_from_package_to_stored_results_with_worker_and_beat(
+    client, alice, nsg_account, demo_package, running_worker, running_beat
+):
+    nsg_account(alice)
+    package = demo_package(alice)
+    client.force_login(alice)
+
+    response = _submit(client, package)
+
+    job = Job.objects.get(owner=alice)
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    wait_for(job, lambda j: j.handle, what="NSG to accept the job")
+    assert job.handle.startswith("NGBW-JOB-BLUEPYOPT_EXPANSE-")
+    assert job.handle in client.get(f"/jobs/{job.pk}/").content.decode()
+    wait_for(
+        job, lambda j: j.state == Job.State.COLLECTED, timeout=180, what="the results in storage"
+    )
+
+    stages = list(job.stages.values_list("stage", flat=True))
+    for stage in (
+        "QUEUE",
+        "COMMANDRENDERING",
+        "INPUTSTAGING",
+        "SUBMITTED",
+        "LOAD_RESULTS",
+        "COMPLETED",
+    ):
+        assert stage in stages
+    assert job.flag == ""
+    prefix = f"BluePyOptOne/resultsNSG/alice/{package.run_name}"
+    assert job.results_prefix == prefix
+    _, files = default_storage.listdir(prefix)
+    assert sorted(files) == ["STDERR", "STDOUT", "manifest.json", "output.tar.gz"]
+    manifest = json.loads(default_storage.open(f"{prefix}/manifest.json").read())
+    for entry in manifest["files"]:
+        content = default_storage.open(f"{prefix}/{entry['name']}", "rb").read()
+        assert len(content) == entry["size"]
+        import hashlib
+
+        assert hashlib.sha256(content).hexdigest() == entry["sha256"]
+    with tarfile.open(
+        fileobj=io.BytesIO(default_storage.open(f"{prefix}/output.tar.gz", "rb").read())
+    ) as archive:
+        assert f"./{package.run_name}/checkpoints/checkpoint.pkl" in archive.getnames()
+    status = client.get(f"/jobs/{job.pk}/status.json").json()
+    assert status["state"] == "collected" and {f["name"] for f in status["files"]} >= {
+        "STDOUT",
+        "output.tar.gz",
+    }
+
+
+def test_nsg_parameter_errors_show_next_to_the_fields(
+    client, alice, nsg_account, demo_package, settings
+):
+    nsg_account(alice)
+    package = demo_package(alice)
+    client.force_login(alice)
+    # The site allows 100 cores on the TG tool here; NSG itself allows 24: its error shows.
+    settings.NSG_TOOL_CORE_LIMITS = {"BLUEPYOPT_EXPANSE": 24, "BLUEPYOPT_TG": 128}
+
+    response = _submit(client, package, tool="BLUEPYOPT_TG", cores_per_node="100")
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    field = page.split('id="id_cores_per_node"', 1)[1].split("form-text", 1)[0]
+    assert "NSG:" in field
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"nodes": "73"}, "less than or equal to 72"),
+        ({"runtime_hours": "49"}, "less than or equal to 48"),
+        ({"cores_per_node": "25"}, "at most 24 cores"),
+        ({"nodes": "two"}, "whole number"),
+    ],
+)
+def test_the_form_checks_what_nsg_would(client, alice, nsg_account, demo_package, changes, message):
+    nsg_account(alice)
+    package = demo_package(alice)
+    client.force_login(alice)
+
+    response = _submit(client, package, **changes)
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def _active_job(alice, package, handle_from):
+    """A job of ours that NSG knows and that has not finished (created by a direct submit)."""
+    return Job.objects.create(
+        owner=alice,
+        backend="nsg",
+        package=package,
+        folder=package.run_name,
+        tool="BLUEPYOPT_EXPANSE",
+        nodes=1,
+        cores_per_node=2,
+        runtime_hours=1,
+        handle=handle_from,
+        state=Job.State.ACTIVE,
+    )
+
+
+@pytest.mark.parametrize("fault", ["http500", "malformed", "usage_limit", "unreachable"])
+def test_poll_errors_back_off_and_lose_nothing(
+    fault, alice, nsg_account, script_package, emulator, settings
+):
+    account = nsg_account(alice)
+    package = script_package(alice, "print('done')\n")
+    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
+        status = nsg.submit(
+            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
+        )
+    job = _active_job(alice, package, status.handle)
+    if fault == "unreachable":
+        from rebuild_site.services import free_port
+
+        settings.NSG_BASE_URL = f"http://127.0.0.1:{free_port()}/cipresrest/v1"
+    else:
+        emulator.add_fault("alice", fault)
+
+    assert account_poll(account.pk) == "failed"
+
+    account.refresh_from_db()
+    job.refresh_from_db()
+    assert account.poll_failures == 1 and account.last_error
+    assert account.next_poll_at is not None and account.next_poll_at > account.last_polled_at
+    assert job.state == Job.State.ACTIVE and job.handle == status.handle
+    assert account_poll(account.pk) == "not due"  # backing off: no request before next_poll_at
+
+    emulator.clear_faults()
+    settings.NSG_BASE_URL = emulator.base_url
+    NsgAccount.objects.filter(pk=account.pk).update(next_poll_at=None)
+    wait_for(
+        job,
+        lambda j: j.state in (Job.State.COMPLETED, Job.State.COLLECTED),
+        tick=lambda: account_poll(account.pk),
+        timeout=120,
+    )
+    account.refresh_from_db()
+    assert account.poll_failures == 0 and account.last_error == ""
+
+
+def test_one_request_per_account_per_poll_whatever_the_number_of_jobs(
+    alice, nsg_account, script_package, emulator
+):
+    account = nsg_account(alice)
+    package = script_package(alice, "import time\ntime.sleep(30)\n")
+    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
+        data = handle.read()
+        handles = [
+            nsg.submit(
+                "BLUEPYOPT_EXPANSE", data, vparams={"filename_": "init.py", "runtime_": 48}
+            ).handle
+            for _ in range(3)
+        ]
+    for handle in handles:
+        _active_job(alice, package, handle)
+    emulator.forget_requests()
+
+    account_poll(account.pk)
+
+    requests = emulator.requests_of("alice")
+    assert [(r["method"], r["path"]) for r in requests] == [
+        ("GET", "/cipresrest/v1/job/alice?expand=true")
+    ]
+
+
+def test_jobs_submitted_elsewhere_appear_in_the_job_manager(
+    client, alice, bob, nsg_account, emulator, script_package
+):
+    account = nsg_account(alice)
+    package = script_package(alice, "import time\ntime.sleep(30)\n")
+    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
+        elsewhere = nsg.submit(
+            "BLUEPYOPT_EXPANSE",
+            handle,
+            vparams={"filename_": "init.py", "runtime_": 48},
+            metadata={"clientJobName": "my_other_run"},
+        )
+    client.force_login(alice)
+
+    client.post("/jobs/refresh/")
+    account_poll(account.pk, force=True)
+
+    job = Job.objects.get(handle=elsewhere.handle)
+    assert job.external and job.owner == alice and job.folder == "my_other_run"
+    assert elsewhere.handle in client.get("/jobs/").content.decode()
+    client.force_login(bob)
+    assert elsewhere.handle not in client.get("/jobs/").content.decode()
+
+
+def test_collecting_twice_leaves_one_complete_copy(
+    alice, nsg_account, demo_package, emulator, running_worker
+):
+    account = nsg_account(alice)
+    package = demo_package(alice)
+    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
+        status = nsg.submit(
+            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
+        )
+    job = _active_job(alice, package, status.handle)
+    # Completed, then copied once by the worker on its own.
+    wait_for(
+        job,
+        lambda j: j.state == Job.State.COLLECTED,
+        tick=lambda: account_poll(account.pk),
+        timeout=120,
+    )
+
+    first = {f.name: f.sha256 for f in ResultFile.objects.filter(job=job)}
+    assert job_collect(job.pk) == "collected"
+
+    second = {f.name: f.sha256 for f in ResultFile.objects.filter(job=job)}
+    assert first == second
+    _, files = default_storage.listdir(f"BluePyOptOne/resultsNSG/alice/{package.run_name}")
+    assert sorted(files) == ["STDERR", "STDOUT", "manifest.json", "output.tar.gz"]
+
+
+def test_a_collection_claimed_by_a_live_worker_is_not_started_twice(alice, demo_package):
+    package = demo_package(alice)
+    job = _active_job(alice, package, "NGBW-JOB-BLUEPYOPT_EXPANSE-" + "A" * 32)
+    from django.utils import timezone
+
+    Job.objects.filter(pk=job.pk).update(
+        state=Job.State.COLLECTING, collect_heartbeat_at=timezone.now()
+    )
+
+    assert job_collect(job.pk) == "not claimed"
+
+
+@pytest.mark.parametrize(
+    ("script", "flag", "words"),
+    [
+        (
+            "raise RuntimeError('the model broke')\n",
+            "script_error",
+            "RuntimeError: the model broke",
+        ),
+        ("print('finished without optimising')\n", "no_checkpoint", "no checkpoint"),
+    ],
+)
+def test_completed_jobs_without_a_result_are_flagged_with_the_reason(
+    script, flag, words, alice, nsg_account, script_package, emulator
+):
+    account = nsg_account(alice)
+    package = script_package(alice, script)
+    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
+        status = nsg.submit(
+            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
+        )
+    job = _active_job(alice, package, status.handle)
+
+    wait_for(
+        job,
+        lambda j: j.state == Job.State.COLLECTED,
+        tick=lambda: account_poll(account.pk),
+        timeout=60,
+    )
+
+    assert job.flag == flag
+    assert words in job.flag_detail or words in job.stderr_tail
+
+
+def test_walltime_exceeded_is_flagged_as_runtime_too_short(
+    alice, nsg_account, script_package, emulator
+):
+    account = nsg_account(alice)
+    package = script_package(alice, "import time\ntime.sleep(60)\n")
+    emulator.add_fault("alice", "walltime", seconds="1")
+    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
+        status = nsg.submit(
+            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
+        )
+    job = _active_job(alice, package, status.handle)
+
+    wait_for(
+        job,
+        lambda j: j.state == Job.State.COLLECTED,
+        tick=lambda: account_poll(account.pk),
+        timeout=60,
+    )
+
+    assert job.flag == "time_limit"
+    assert "DUE TO TIME LIMIT" in job.stderr_tail
+
+
+def test_cancel_stops_the_job_at_nsg(client, alice, nsg_account, script_package, emulator):
+    account = nsg_account(alice)
+    package = script_package(alice, "import time\ntime.sleep(120)\n")
+    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
+        status = nsg.submit(
+            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
+        )
+    job = _active_job(alice, package, status.handle)
+    account_poll(account.pk)
+    client.force_login(alice)
+
+    response = client.post(f"/jobs/{job.pk}/cancel/", follow=True)
+
+    assert "cancelled and deleted at NSG" in response.content.decode()
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED
+    with emulator.client("alice") as nsg:
+        assert status.handle not in [s.handle for s in nsg.list_jobs()]
+
+
+def test_other_users_can_neither_see_nor_act_on_a_job(
+    client, alice, bob, nsg_account, demo_package
+):
+    nsg_account(alice)
+    package = demo_package(alice)
+    job = _active_job(alice, package, "NGBW-JOB-BLUEPYOPT_EXPANSE-" + "B" * 32)
+    ResultFile.objects.create(job=job, name="STDOUT", storage_name="x", size=1, sha256="0" * 64)
+    client.force_login(bob)
+
+    assert "B" * 32 not in client.get("/jobs/").content.decode()
+    for url in (f"/jobs/{job.pk}/", f"/jobs/{job.pk}/status.json", f"/jobs/{job.pk}/files/STDOUT"):
+        assert client.get(url).status_code == 404
+    for url in (f"/jobs/{job.pk}/cancel/", f"/jobs/{job.pk}/collect/", f"/jobs/{job.pk}/check/"):
+        assert client.post(url).status_code == 404
+    assert client.get(f"/jobs/run-nsg/{package.pk}/").status_code == 404
+    page = client.get("/jobs/nsg-account/").content.decode()
+    assert "Logged in to NSG as" not in page
+    job.refresh_from_db()
+    assert job.state == Job.State.ACTIVE
