@@ -1,0 +1,584 @@
+"""One analysis of a finished optimisation, from its source to the files of the analysis.
+
+Steps (docs/optimisation-folder.md section 3): unpack the source and find its run folder
+and checkpoint (``sources``); apply the known fixes to the copy; compile the mechanisms
+through the cache and install them; simulate the best individuals and score them with the
+model's own evaluator in a process of its own (``simulation``); write the results.
+
+The output folder holds::
+
+    analysis.json                everything below, traces downsampled (see ANALYSIS_FILE)
+    cell_best.hoc                the best cell; cell_top2.hoc ... with --top
+    traces/best/<recording>.csv  full-resolution traces (time_ms, voltage_mV); traces/top2/...
+    morphology/<file>            the model's morphology, for the morphology figure
+
+analysis.json is written last, so a folder with one holds a complete analysis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models_app.bpo.archive import TAR_LIMITS, ArchiveLimits
+from models_app.bpo.fixes import apply_known_fixes
+from models_app.bpo.mechanisms import (
+    MechanismCompileError,
+    compile_mechanisms,
+    install_mechanisms,
+)
+
+from . import traces
+from .errors import INTERNAL, MECHANISMS, OUTPUT_EXISTS, TIMEOUT, AnalysisError
+from .progress import (
+    COMPILING,
+    DONE,
+    FAILED,
+    UNPACKING,
+    WRITING,
+    read_progress,
+    write_json_atomically,
+    write_progress,
+)
+from .sources import PreparedRun, prepare_run
+
+FORMAT_VERSION = 1
+ANALYSIS_FILE = "analysis.json"
+ERROR_FILE = "error.json"
+# A recomputed fitness this far from the stored one is flagged: scores drift across NEURON
+# and, above all, eFEL versions (docs/optimisation-folder.md section 4).
+LARGE_RELATIVE_DIFFERENCE = 0.05
+LARGE_ABSOLUTE_DIFFERENCE = 1.0
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_LOG_TAIL = 20_000
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """A finished analysis: its folder and the content of its analysis.json."""
+
+    out_dir: Path
+    analysis: dict[str, Any]
+
+    @property
+    def analysis_file(self) -> Path:
+        return self.out_dir / ANALYSIS_FILE
+
+    @property
+    def morphology_path(self) -> Path | None:
+        relative = self.analysis["model"].get("morphology_file")
+        return self.out_dir / relative if relative else None
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.analysis["individuals"][0]
+
+    @property
+    def mechanisms_from_cache(self) -> bool:
+        return self.analysis["mechanisms"]["from_cache"]
+
+
+def analyse(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    mechanisms_cache: str | os.PathLike[str],
+    top: int = 1,
+    progress_file: str | os.PathLike[str] | None = None,
+    processes: int | None = None,
+    checkpoint: str | None = None,
+    timeout: float | None = None,
+    limits: ArchiveLimits = TAR_LIMITS,
+    work_root: str | os.PathLike[str] | None = None,
+) -> AnalysisResult:
+    """Analyse the optimisation result ``source`` into the folder ``out_dir``.
+
+    ``top``: how many hall-of-fame individuals to simulate (best first). ``processes``: how
+    many protocols run at once (default: the number of CPUs). ``checkpoint``: the name of
+    the checkpoint in checkpoints/ (default: checkpoint.pkl, a catalogue model's best run,
+    or the newest). ``timeout``: seconds for the whole analysis; the simulation process is
+    killed when it passes (and, called from the main thread, the compilation too).
+    ``work_root``: where the source is unpacked (default: the system's temporary folder).
+
+    Raises ``AnalysisError``; the progress file then says ``failed``.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    if top < 1:
+        raise ValueError("top must be at least 1")
+    if processes is not None and processes < 1:
+        raise ValueError("processes must be at least 1")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    work = Path(tempfile.mkdtemp(prefix="analysis-", dir=work_root))
+    try:
+        if (out_dir / ANALYSIS_FILE).exists():
+            raise AnalysisError(
+                OUTPUT_EXISTS, f"{out_dir} already holds an analysis; choose a new folder."
+            )
+        with _time_limit(timeout):
+            analysis = _analyse(
+                Path(source),
+                out_dir,
+                work,
+                mechanisms_cache=Path(mechanisms_cache),
+                top=top,
+                progress_file=progress_file,
+                processes=processes,
+                checkpoint=checkpoint,
+                deadline=deadline,
+                limits=limits,
+                started=started,
+            )
+    except _TimeLimitExceeded:
+        error = _timeout_error(timeout)
+        _record_failure(progress_file, error)
+        raise error from None
+    except AnalysisError as error:
+        _record_failure(progress_file, error)
+        raise
+    except BaseException as error:
+        _record_failure(progress_file, AnalysisError(INTERNAL, f"The analysis stopped: {error!r}"))
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return AnalysisResult(out_dir=out_dir, analysis=analysis)
+
+
+def _analyse(
+    source: Path,
+    out_dir: Path,
+    work: Path,
+    *,
+    mechanisms_cache: Path,
+    top: int,
+    progress_file,
+    processes: int | None,
+    checkpoint: str | None,
+    deadline: float | None,
+    limits: ArchiveLimits,
+    started: float,
+) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+
+    mark = time.perf_counter()
+    write_progress(progress_file, UNPACKING, f"Unpacking {source.name}")
+    prepared = prepare_run(source, work, checkpoint_name=checkpoint, limits=limits)
+    fixes = apply_known_fixes(prepared.run_folder)
+    timings["unpacking"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    write_progress(progress_file, COMPILING, "Compiling the mechanisms (or reusing them)")
+    try:
+        compiled = compile_mechanisms(
+            prepared.optimisation.root / "mechanisms", cache_dir=mechanisms_cache
+        )
+    except MechanismCompileError as error:
+        raise AnalysisError(
+            MECHANISMS,
+            "The mechanisms did not compile; nrnivmodl's log says why.",
+            {"problems": error.problems, "log": error.log},
+        ) from None
+    install_mechanisms(compiled, prepared.run_folder)
+    timings["compiling"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    simulated = _simulate(
+        prepared,
+        work,
+        top=top,
+        processes=processes,
+        progress_file=progress_file,
+        deadline=deadline,
+    )
+    timings["simulation_process"] = time.perf_counter() - mark
+    for stage, seconds in simulated["timings"].items():
+        timings[f"simulation_{stage}"] = seconds
+
+    mark = time.perf_counter()
+    write_progress(progress_file, WRITING, "Writing the analysis")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    analysis = _write_outputs(
+        prepared, simulated, work, out_dir, fixes=fixes, compiled=compiled, timings=timings
+    )
+    timings["writing"] = time.perf_counter() - mark
+    timings["total"] = time.perf_counter() - started
+    write_json_atomically(out_dir / ANALYSIS_FILE, analysis)
+    best = analysis["individuals"][0]["fitness"]
+    write_progress(
+        progress_file,
+        DONE,
+        f"Done: fitness {_shown(best['recomputed'])} (stored {_shown(best['stored'])})",
+        protocols_done=len(simulated["protocol_seconds"]),
+        protocols_total=len(simulated["protocol_seconds"]),
+    )
+    return analysis
+
+
+# --- the simulation process -----------------------------------------------------------
+
+
+def _simulate(
+    prepared: PreparedRun,
+    work: Path,
+    *,
+    top: int,
+    processes: int | None,
+    progress_file,
+    deadline: float | None,
+) -> dict[str, Any]:
+    exchange = work / "simulation"
+    exchange.mkdir()
+    request = {
+        "key": prepared.optimisation.key,
+        "checkpoint": str(prepared.checkpoint),
+        "top": top,
+        "processes": processes,
+        "progress_file": None if progress_file is None else str(Path(progress_file).resolve()),
+        "result_file": str(exchange / "result.json"),
+        "error_file": str(exchange / "error.json"),
+        "traces_dir": str(exchange / "traces"),
+    }
+    request_file = exchange / "request.json"
+    request_file.write_text(json.dumps(request), encoding="utf-8")
+    log_file = exchange / "simulation.log"
+    with open(log_file, "wb") as log:
+        # The time limit's alarm is held back until the process is in hand to be killed.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            # A process of its own, in its own process group: NEURON's state is global to
+            # a process, and the whole group (with its forked protocol runs) can be ended
+            # at once.
+            process = subprocess.Popen(
+                [sys.executable, "-m", "analysis_app.engine.simulation", str(request_file)],
+                cwd=prepared.run_folder,
+                env=_simulation_environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                code = process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                raise _TimeLimitExceeded from None
+        finally:
+            _end_process_group(process)
+    log_text = _tail(log_file)
+    error_file = exchange / "error.json"
+    if error_file.exists():
+        failure = json.loads(error_file.read_text(encoding="utf-8"))
+        details = dict(failure.get("details") or {})
+        details["log"] = log_text
+        raise AnalysisError(failure["kind"], failure["message"], details)
+    result_file = exchange / "result.json"
+    if code != 0 or not result_file.exists():
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise AnalysisError(
+            INTERNAL,
+            f"The simulation process {how} without a result; its log may say why.",
+            {"exit_code": code, "log": log_text},
+        )
+    simulated = json.loads(result_file.read_text(encoding="utf-8"))
+    simulated["traces_dir"] = str(exchange / "traces")
+    simulated["log"] = log_text
+    return simulated
+
+
+def _simulation_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    python_path = [str(_PROJECT_ROOT)]
+    if env.get("PYTHONPATH"):
+        python_path.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(python_path)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MPLBACKEND"] = "Agg"  # models' analysis modules may import matplotlib
+    for name in ("DISPLAY", "USEIPYP", "IPYTHON_PROFILE"):
+        env.pop(name, None)
+    return env
+
+
+def _end_process_group(process: subprocess.Popen) -> None:
+    """Kill what is left of the simulation's process group (the process and its forks).
+
+    The time limit's alarm may go off during this very cleanup (it is due at the moment
+    the wait for the process gives up): then the cleanup is finished first, and the time
+    limit reported after, so that no process is left running or unreaped.
+    """
+    exceeded = None
+    for _ in range(2):  # the alarm goes off once at most
+        try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+            break
+        except _TimeLimitExceeded as error:
+            exceeded = error
+    if exceeded is not None:
+        raise exceeded
+
+
+def _tail(path: Path) -> str:
+    with open(path, "rb") as stream:
+        stream.seek(max(0, path.stat().st_size - _LOG_TAIL))
+        return stream.read().decode("utf-8", "replace")
+
+
+# --- the outputs ----------------------------------------------------------------------
+
+
+def _write_outputs(
+    prepared: PreparedRun,
+    simulated: dict[str, Any],
+    work: Path,
+    out_dir: Path,
+    *,
+    fixes,
+    compiled,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    optimisation = prepared.optimisation
+    protocols = simulated["protocols"]
+    morphology_file = f"morphology/{optimisation.morphology}"
+    (out_dir / "morphology").mkdir(exist_ok=True)
+    shutil.copyfile(optimisation.morphology_path, out_dir / morphology_file)
+
+    software = simulated["software"]
+    individuals = []
+    for individual in simulated["individuals"]:
+        label = "best" if individual["rank"] == 1 else f"top{individual['rank']}"
+        hoc_file = None
+        if individual["hoc"] is not None:
+            hoc_file = f"cell_{label}.hoc"
+            (out_dir / hoc_file).write_text(individual["hoc"], encoding="utf-8")
+        individuals.append(
+            {
+                "rank": individual["rank"],
+                "label": label,
+                "hoc_file": hoc_file,
+                "parameters": [_with_position(row) for row in individual["parameters"]],
+                "objectives": individual["objectives"],
+                "fitness": fitness_comparison(
+                    individual["stored_fitness"], individual["recomputed_fitness"], software
+                ),
+                "traces": _write_traces(
+                    individual,
+                    Path(simulated["traces_dir"]),
+                    out_dir,
+                    label=label,
+                    protocols=protocols,
+                ),
+            }
+        )
+
+    warnings = list(prepared.warnings) + list(simulated["warnings"])
+    for individual in individuals:
+        if individual["fitness"]["large_difference"]:
+            warnings.append(individual["fitness"]["note"])
+        failed = [trace["name"] for trace in individual["traces"] if trace["failed"]]
+        if failed:
+            warnings.append(
+                f"The simulation of {individual['label']} gave no response for "
+                f"{', '.join(failed)}; their objectives got the maximum score."
+            )
+    return {
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "source": prepared.source,
+        "model": {
+            "name": optimisation.name,
+            "key": optimisation.key,
+            "morphology": optimisation.morphology,
+            "morphology_file": morphology_file,
+            "mechanisms": list(optimisation.mechanisms),
+            "fixes": [fix.as_dict() for fix in fixes],
+        },
+        "checkpoint": {
+            "name": prepared.checkpoint.name,
+            "available": sorted(path.name for path in prepared.checkpoint.parent.glob("*.pkl")),
+            **simulated["checkpoint"],
+        },
+        "mechanisms": {"digest": compiled.digest, "from_cache": compiled.from_cache},
+        "evaluator": simulated["evaluator"],
+        "protocols": protocols,
+        "individuals": individuals,
+        "logbook": simulated["logbook"],
+        "software": software,
+        "timings": {
+            **{name: round(seconds, 4) for name, seconds in timings.items()},
+            "protocols": [
+                {**row, "seconds": round(row["seconds"], 4)}
+                for row in simulated["protocol_seconds"]
+            ],
+        },
+        "warnings": warnings,
+    }
+
+
+def _write_traces(
+    individual: dict[str, Any],
+    traces_dir: Path,
+    out_dir: Path,
+    *,
+    label: str,
+    protocols: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    rows = []
+    with np.load(traces_dir / individual["traces_file"], allow_pickle=False) as arrays:
+        for recording in individual["recordings"]:
+            name = recording["name"]
+            row: dict[str, Any] = {
+                "name": name,
+                "protocol": protocol_of(name, protocols),
+                "failed": recording["key"] is None,
+            }
+            if recording["key"] is not None:
+                time_values = arrays[f"{recording['key']}_time"]
+                voltage = arrays[f"{recording['key']}_voltage"]
+                csv = f"traces/{label}/{traces.file_name(name)}"
+                traces.write_trace_csv(out_dir / csv, time_values, voltage)
+                shown_time, shown_voltage = traces.downsample(time_values, voltage)
+                row.update(
+                    {
+                        "csv": csv,
+                        "points": int(len(time_values)),
+                        "time": np.round(shown_time, 4).tolist(),
+                        "voltage": np.round(shown_voltage, 4).tolist(),
+                    }
+                )
+            rows.append(row)
+    return rows
+
+
+def protocol_of(recording: str, protocols: list[dict[str, Any]]) -> str | None:
+    """The protocol a recording belongs to: the one listing it, else the longest prefix."""
+    for protocol in protocols:
+        if recording in protocol["recordings"]:
+            return protocol["name"]
+    prefixes = [p["name"] for p in protocols if recording.startswith(p["name"] + ".")]
+    return max(prefixes, key=len) if prefixes else None
+
+
+def _with_position(row: dict[str, Any]) -> dict[str, Any]:
+    """The parameter row with its value's position between its bounds (0 lower, 1 upper)."""
+    value, lower, upper = row["value"], row["lower"], row["upper"]
+    position = None
+    if None not in (value, lower, upper) and upper > lower:
+        position = (value - lower) / (upper - lower)
+    return {**row, "position": position}
+
+
+def fitness_comparison(
+    stored: float | None, recomputed: float | None, software: dict[str, Any]
+) -> dict[str, Any]:
+    """The stored and recomputed sums of scores, their difference and whether it is large."""
+    comparison: dict[str, Any] = {
+        "stored": stored,
+        "recomputed": recomputed,
+        "absolute_difference": None,
+        "relative_difference": None,
+        "large_difference": False,
+        "note": None,
+    }
+    if stored is None or recomputed is None:
+        return comparison
+    absolute = abs(recomputed - stored)
+    relative = absolute / abs(stored) if stored else None
+    large = absolute > LARGE_ABSOLUTE_DIFFERENCE or (
+        relative is not None and relative > LARGE_RELATIVE_DIFFERENCE
+    )
+    comparison.update(
+        absolute_difference=absolute, relative_difference=relative, large_difference=large
+    )
+    if large:
+        share = f" ({relative:.1%})" if relative is not None else ""
+        comparison["note"] = (
+            f"The recomputed fitness {recomputed:.4g} differs from the {stored:.4g} stored in "
+            f"the checkpoint by {absolute:.4g}{share}. Scores drift across NEURON and, above "
+            "all, eFEL versions: from eFEL 5.4 several ISI features give no value where "
+            "they gave 0, and BluePyOpt scores each missing value 250. This analysis used "
+            f"efel {software.get('efel')}, neuron {software.get('neuron')} and bluepyopt "
+            f"{software.get('bluepyopt')}."
+        )
+    return comparison
+
+
+# --- failures and time limits ---------------------------------------------------------
+
+
+class _TimeLimitExceeded(BaseException):
+    """Raised in the main thread by the alarm, or when the simulation outlives the deadline.
+
+    A BaseException, so that no ``except Exception`` on the way swallows it.
+    """
+
+
+@contextlib.contextmanager
+def _time_limit(timeout: float | None) -> Iterator[None]:
+    """Interrupt the analysis after ``timeout`` seconds, when called in the main thread."""
+    if timeout is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _TimeLimitExceeded
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _timeout_error(timeout: float | None) -> AnalysisError:
+    return AnalysisError(
+        TIMEOUT,
+        f"The analysis took longer than its time limit of {timeout:g} s and was stopped.",
+        {"timeout_seconds": timeout},
+    )
+
+
+def _record_failure(progress_file, error: AnalysisError) -> None:
+    previous = read_progress(progress_file) if progress_file is not None else None
+    write_progress(
+        progress_file,
+        FAILED,
+        error.message,
+        protocols_done=(previous or {}).get("protocols_done", 0),
+        protocols_total=(previous or {}).get("protocols_total", 0),
+        error_kind=error.kind,
+    )
+
+
+def write_error_file(out_dir: Path, error: AnalysisError) -> Path:
+    """Write ``error.json`` (the failure as a document) into ``out_dir``."""
+    path = Path(out_dir) / ERROR_FILE
+    write_json_atomically(path, error.as_dict(), indent=2)
+    return path
+
+
+def _shown(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.4g}"

@@ -1,0 +1,72 @@
+"""The progress file: where an analysis stands, for a page that polls it.
+
+Written by the engine and by its simulation process, always whole (a temporary file
+renamed over the old one), so a reader never sees half a document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+UNPACKING = "unpacking"
+COMPILING = "compiling"
+LOADING = "loading"
+SIMULATING = "simulating"
+SCORING = "scoring"
+WRITING = "writing"
+DONE = "done"
+FAILED = "failed"
+STAGES = (UNPACKING, COMPILING, LOADING, SIMULATING, SCORING, WRITING, DONE, FAILED)
+
+
+def write_progress(
+    path: str | os.PathLike[str] | None,
+    stage: str,
+    message: str,
+    *,
+    protocols_done: int = 0,
+    protocols_total: int = 0,
+    **extra: Any,
+) -> None:
+    """Replace the progress file at ``path`` (nothing happens when ``path`` is None)."""
+    if path is None:
+        return
+    if stage not in STAGES:
+        raise ValueError(f"unknown analysis stage {stage!r}")
+    document = {
+        "stage": stage,
+        "protocols_done": protocols_done,
+        "protocols_total": protocols_total,
+        "message": message,
+        "updated_at": time.time(),
+        **extra,
+    }
+    write_json_atomically(Path(path), document)
+
+
+def read_progress(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The last progress written at ``path``, or None when there is none yet."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return json.load(stream)
+    except FileNotFoundError:
+        return None
+
+
+def write_json_atomically(path: Path, document: Any, *, indent: int | None = None) -> None:
+    """Write ``document`` as JSON to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=indent, allow_nan=False)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
