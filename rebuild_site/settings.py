@@ -255,6 +255,15 @@ MODEL_REPOSITORY_INDEX_URL = env_url(
 
 # Local runs: how many processes evaluate individuals in parallel (0: every core).
 LOCAL_CORES = env_int("LOCAL_CORES", 0, minimum=0, maximum=1024)
+# Local runs' work folders (unpacked package, STDOUT, STDERR, progress) before collection.
+LOCAL_RUNS_DIR = Path(env_str("LOCAL_RUNS_DIR", str(VAR_DIR / "local-runs"))).resolve()
+# Longest local run allowed, in hours (the form's runtime limit cannot exceed it).
+LOCAL_MAX_RUNTIME_HOURS = env_float("LOCAL_MAX_RUNTIME_HOURS", 48.0, minimum=0.001)
+# Compiled mechanisms, cached by a hash of the .mod files (local runs and analyses).
+MECHANISMS_CACHE_DIR = Path(env_str("MECHANISMS_CACHE_DIR", str(VAR_DIR / "mechanisms"))).resolve()
+# Analyses: their work folders, and the time one may take.
+ANALYSIS_WORK_DIR = Path(env_str("ANALYSIS_WORK_DIR", str(VAR_DIR / "analyses"))).resolve()
+ANALYSIS_TIMEOUT_SECONDS = env_int("ANALYSIS_TIMEOUT_SECONDS", 1800, minimum=10)
 
 # Security: strict settings whenever DEBUG is off (`manage.py check --deploy` is clean).
 SESSION_COOKIE_HTTPONLY = True
