@@ -1,5 +1,8 @@
+import os
+
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 
 MAX_NODES = 72
 MAX_RUNTIME_HOURS = 48
@@ -61,3 +64,31 @@ VPARAM_FIELDS = {
     "runtime_": "runtime_hours",
     "tool": "tool",
 }
+
+
+class LocalRunForm(forms.Form):
+    """'Run here': the same package on this machine."""
+
+    cores_per_node = forms.IntegerField(label="Cores", min_value=1)
+    runtime_hours = forms.FloatField(
+        label="Runtime limit (hours)",
+        min_value=0.01,
+        initial=1,
+        help_text="The run is stopped when it takes longer.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from nsg_app.backends.local import local_cores
+
+        available = os.cpu_count() or 1
+        self.fields["cores_per_node"].max_value = available
+        self.fields["cores_per_node"].validators.append(MaxValueValidator(available))
+        self.fields["cores_per_node"].initial = local_cores()
+        self.fields[
+            "cores_per_node"
+        ].help_text = f"Processes evaluating individuals at once (this machine has {available})."
+        self.fields["runtime_hours"].max_value = settings.LOCAL_MAX_RUNTIME_HOURS
+        self.fields["runtime_hours"].validators.append(
+            MaxValueValidator(settings.LOCAL_MAX_RUNTIME_HOURS)
+        )

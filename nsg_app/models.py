@@ -119,6 +119,7 @@ class Job(models.Model):
     date_submitted = models.DateTimeField(null=True, blank=True)
     progress = models.JSONField(default=dict, blank=True)
     results_prefix = models.CharField(max_length=500, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     collect_heartbeat_at = models.DateTimeField(null=True, blank=True)
     collected_at = models.DateTimeField(null=True, blank=True)
     flag = models.CharField(max_length=20, choices=Flag.choices, blank=True, default="")

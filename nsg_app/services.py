@@ -64,10 +64,34 @@ def job_create_nsg(
     return job
 
 
+def job_create_local(*, owner, package, cores_per_node: int, runtime_hours: float) -> Job:
+    job = Job.objects.create(
+        owner=owner,
+        backend=Job.Backend.LOCAL,
+        package=package,
+        folder=package.run_name,
+        cores_per_node=cores_per_node,
+        runtime_hours=runtime_hours,
+    )
+    from nsg_app.tasks import submit_job
+
+    transaction.on_commit(lambda: submit_job.delay(job.pk))
+    return job
+
+
 def job_submit(job: Job) -> None:
     if job.state != Job.State.SUBMITTING:
         return
-    backend_for(job).submit(job)
+    try:
+        backend_for(job).submit(job)
+    except Exception as error:
+        # Never leave a job "running" that nothing follows: say it failed, and why.
+        logger.exception("job %s failed in its task", job.pk)
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.FAILED,
+            error=f"The job stopped on an internal error: {type(error).__name__}: {error}",
+        )
+        raise
 
 
 def job_collect(job_id: int) -> str:

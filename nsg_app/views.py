@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from models_app.models import RunPackage
 from nsg_app import services
 from nsg_app.backends.nsg import nsg_client, submission_fields
-from nsg_app.forms import VPARAM_FIELDS, NsgLoginForm, NsgSubmitForm
+from nsg_app.forms import VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitForm
 from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.nsg import NsgError, ValidationError
 from nsg_app.tasks import collect_job, poll_account
@@ -183,7 +183,7 @@ def job_cancel(request, pk):
         return redirect(job)
     messages.success(
         request,
-        "The job was cancelled."
+        "Cancelling: the run and all its processes are being stopped."
         if job.backend == Job.Backend.LOCAL
         else "The job was cancelled and deleted at NSG.",
     )
@@ -254,3 +254,19 @@ def _nsg_accepts(form: NsgSubmitForm, package, account: NsgAccount) -> bool:
         )
         return False
     return True
+
+
+def submit_local(request, package_pk):
+    """'Run here': the package on this machine, in the background."""
+    package = get_object_or_404(RunPackage.objects.filter(owner=request.user), pk=package_pk)
+    form = LocalRunForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        job = services.job_create_local(owner=request.user, package=package, **form.cleaned_data)
+        messages.success(request, f"Running {package.run_name} on this machine.")
+        return redirect(job)
+    return render(
+        request,
+        "nsg_app/submit_local.html",
+        {"form": form, "package": package},
+        status=400 if form.errors else 200,
+    )

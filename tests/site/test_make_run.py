@@ -12,35 +12,9 @@ import pytest
 import requests
 
 from rebuild_site.services import free_port
+from tests.fixtures.processes import alive, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _descendants(pid: int) -> set[int]:
-    children = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.slow
@@ -99,9 +73,9 @@ def test_launcher_serves_login_runs_worker_and_beat_and_stops_everything(tmp_pat
                 timeout=60,
             )
             assert "pong" in ping.stdout, ping.stdout + ping.stderr
-            processes = _descendants(launcher.pid)
+            processes = descendants(launcher.pid)
             commands = " ".join(
-                Path(f"/proc/{pid}/cmdline").read_text() for pid in processes if _alive(pid)
+                Path(f"/proc/{pid}/cmdline").read_text() for pid in processes if alive(pid)
             )
             assert "beat" in commands and "worker" in commands and "runserver" in commands
             assert "redis-server" in commands
@@ -109,5 +83,5 @@ def test_launcher_serves_login_runs_worker_and_beat_and_stops_everything(tmp_pat
             launcher.send_signal(signal.SIGINT)
             launcher.wait(timeout=60)
     time.sleep(0.5)
-    assert [pid for pid in processes if _alive(pid)] == []
+    assert [pid for pid in processes if alive(pid)] == []
     assert "Stopped." in log_path.read_text()

@@ -1,0 +1,206 @@
+"""This machine: the package runs in `python -m nsg_app.local`, a child of the Celery task.
+
+The task copies the package out of storage, starts the runner in a process group of its
+own (a prefork worker's processes must not run simulations themselves), then follows it:
+progress into the job row every second, a cancel file when the user cancels, and the
+result when it ends. The web process only reads the job row.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from nsg_app.collection import ResultSource
+from nsg_app.local import RunStatus, estimate_time_left, read_progress, read_result
+from nsg_app.models import Job
+from nsg_app.stages import job_finish, stage_record
+
+RESULT_FILES = ("STDOUT", "STDERR", "output.tar.gz")
+FOLLOW_EVERY_SECONDS = 1.0
+
+
+def work_dir(job: Job) -> Path:
+    return settings.LOCAL_RUNS_DIR / f"job-{job.pk}"
+
+
+def local_cores(requested: int | None = None) -> int:
+    available = os.cpu_count() or 1
+    wanted = requested or settings.LOCAL_CORES or available
+    return max(1, min(wanted, available))
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def progress_for_page(path: Path) -> dict | None:
+    """The runner's progress, with what the pages show (fraction, elapsed, time left)."""
+    progress = read_progress(path)
+    if progress is None:
+        return None
+    now = timezone.now()
+    left = estimate_time_left(progress, now)
+    fraction = progress.fraction_done or 0.0
+    return {
+        "phase": progress.phase,
+        "message": progress.message,
+        "generation": progress.generation,
+        "max_ngen": progress.max_ngen,
+        "offspring_size": progress.offspring_size,
+        "evaluations": progress.evaluations_done,
+        "evaluations_expected": progress.evaluations_expected,
+        "best": progress.best,
+        "average": progress.average,
+        "std": progress.std,
+        "cores": progress.cores,
+        "fraction": fraction,
+        "elapsed_text": _clock((now - progress.started_at).total_seconds()),
+        "left_text": _clock(left.total_seconds()) if left is not None else "",
+        "updated_at": progress.updated_at.isoformat(),
+    }
+
+
+class LocalBackend:
+    name = Job.Backend.LOCAL
+
+    def submit(self, job: Job) -> None:
+        """Run the job to its end (this is the Celery task's whole work for a local job)."""
+        folder = work_dir(job)
+        if folder.exists():
+            shutil.rmtree(folder)  # a task started again after its worker died starts afresh
+        folder.mkdir(parents=True)
+        package = folder / f"{job.folder}.zip"
+        with default_storage.open(job.package.file, "rb") as source, open(package, "wb") as target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+        run = folder / "run"
+        progress_file, cancel_file = folder / "progress.json", folder / "cancel"
+        command = [
+            sys.executable,
+            "-m",
+            "nsg_app.local",
+            str(package),
+            "-o",
+            str(run),
+            "--cores",
+            str(job.cores_per_node or local_cores()),
+            "--runtime-hours",
+            str(job.runtime_hours),
+            "--mechanisms-cache",
+            str(settings.MECHANISMS_CACHE_DIR),
+            "--progress-file",
+            str(progress_file),
+            "--cancel-file",
+            str(cancel_file),
+        ]
+        job.handle = f"LOCAL-{job.pk}"
+        job.state, job.stage, job.date_submitted = Job.State.ACTIVE, "RUNNING", timezone.now()
+        job.save(update_fields=["handle", "state", "stage", "date_submitted", "updated_at"])
+        stage_record(
+            job, "RUNNING", message=f"Started on this machine with {job.cores_per_node} cores."
+        )
+        with open(folder / "runner.log", "wb") as log:
+            runner = subprocess.Popen(
+                command,
+                cwd=settings.BASE_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            try:
+                self._follow(job, runner, progress_file, cancel_file)
+            except BaseException:
+                # Whatever stops the following (a bug, the worker shutting down) stops the run:
+                # no simulation is ever left running without a task that watches it.
+                _kill_group(runner)
+                raise
+        self._finish(job, run)
+
+    def _follow(
+        self, job: Job, runner: subprocess.Popen, progress_file: Path, cancel_file: Path
+    ) -> None:
+        while runner.poll() is None:
+            time.sleep(FOLLOW_EVERY_SECONDS)
+            progress = progress_for_page(progress_file)
+            if progress is not None:
+                Job.objects.filter(pk=job.pk).update(progress=progress, updated_at=timezone.now())
+            if Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists():
+                cancel_file.touch()
+        final = progress_for_page(progress_file)
+        if final is not None:
+            Job.objects.filter(pk=job.pk).update(progress=final)
+
+    def _finish(self, job: Job, run: Path) -> None:
+        job.refresh_from_db()
+        result = read_result(run / "result.json")
+        if result is None:
+            log = (work_dir(job) / "runner.log").read_text(errors="replace")[-2000:]
+            stage_record(job, "FAILED", message="The local runner stopped without a result.")
+            job_finish(
+                job,
+                state=Job.State.FAILED,
+                error=f"The local runner stopped without a result: {log}",
+            )
+            return
+        job.stage = result.status.value.upper()
+        job.save(update_fields=["stage", "updated_at"])
+        stage_record(job, job.stage, message=result.reason)
+        if result.status == RunStatus.CANCELLED:
+            job_finish(job, state=Job.State.CANCELLED, error="")
+        elif (run / "output.tar.gz").exists():
+            # As on NSG, a run that failed or hit its time limit still has results worth
+            # keeping (STDERR says why); the copy into storage flags them.
+            error = "" if result.status == RunStatus.COMPLETED else result.reason
+            job_finish(job, state=Job.State.COMPLETED, error=error)
+        else:
+            job_finish(
+                job,
+                state=Job.State.FAILED,
+                error=result.reason + (f"\n{result.stderr_tail}" if result.stderr_tail else ""),
+            )
+
+    def refresh(self, job: Job) -> None:
+        """Nothing to ask: the task that runs the job writes its progress as it goes."""
+
+    def result_sources(self, job: Job) -> Iterable[ResultSource]:
+        run = work_dir(job) / "run"
+        for name in RESULT_FILES:
+            path = run / name
+            if not path.exists():
+                continue
+
+            def write(destination, path=path) -> int:
+                with open(path, "rb") as source:
+                    shutil.copyfileobj(source, destination, 1024 * 1024)
+                return path.stat().st_size
+
+            yield ResultSource(name, path.stat().st_size, write)
+
+    def cancel(self, job: Job) -> None:
+        Job.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+        if job.state == Job.State.SUBMITTING:
+            # Not started yet: the task will find it cancelled and do nothing.
+            stage_record(job, "CANCELLED", message="Cancelled before it started.")
+            job_finish(job, state=Job.State.CANCELLED)
