@@ -7,6 +7,7 @@ first conftest is imported (the settings module reads the environment once).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_VAR = ROOT / "var" / "test"
+# A folder of its own per test session (database, media, logs), so that two sessions on
+# one checkout never share a database; removed at the end unless KEEP_TEST_VAR is set.
+TEST_VAR = ROOT / "var" / "test" / f"session-{os.getpid()}"
 TEST_VAR.mkdir(parents=True, exist_ok=True)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rebuild_site.settings")
@@ -71,6 +74,8 @@ def pytest_unconfigure(config):
 
     if _shared is not None:
         _shared.stop()
+    if not os.environ.get("KEEP_TEST_VAR"):
+        shutil.rmtree(TEST_VAR, ignore_errors=True)
 
 
 @pytest.fixture
