@@ -105,7 +105,7 @@ def _database_url_for_workers() -> str:
     return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
 
 
-def start_worker(database_url: str, name: str) -> subprocess.Popen:
+def start_worker(database_url: str, name: str, *, queues: str = "celery") -> subprocess.Popen:
     """A real Celery worker process on the test database, the private Redis and test media."""
     from rebuild_site.celery import app
 
@@ -128,6 +128,8 @@ def start_worker(database_url: str, name: str) -> subprocess.Popen:
             hostname,
             "--without-gossip",
             "--without-mingle",
+            "--queues",
+            queues,
         ],
         cwd=ROOT,
         env=env,

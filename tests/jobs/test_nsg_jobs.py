@@ -351,3 +351,62 @@ def test_other_users_can_neither_see_nor_act_on_a_job(
     assert "Logged in to NSG as" not in page
     job.refresh_from_db()
     assert job.state == Job.State.ACTIVE
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_copying_is_replaced_and_the_copy_ends_complete(
+    alice, nsg_account, script_package, emulator, worker_database_url, running_worker
+):
+    import hashlib
+    import time
+
+    from nsg_app.tasks import collect_job, poll_active_jobs
+    from tests.conftest import start_worker, stop_process_group
+
+    account = nsg_account(alice)
+    package = script_package(
+        alice,
+        "import os\nwith open('big.bin', 'wb') as f:\n    f.write(os.urandom(20 * 1024 * 1024))\n",
+    )
+    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
+        status = nsg.submit(
+            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
+        )
+    job = _active_job(alice, package, status.handle)
+    Job.objects.filter(pk=job.pk).update(external=True)  # copied on request only, as below
+    wait_for(
+        job,
+        lambda j: j.state == Job.State.COMPLETED,
+        tick=lambda: account_poll(account.pk),
+        timeout=60,
+    )
+    emulator.add_fault("alice", "slow", delay="1.5")  # every NSG reply now takes 1.5 s
+    doomed = start_worker(worker_database_url, "doomed-worker", queues="kill-test")
+
+    collect_job.apply_async((job.pk,), queue="kill-test")
+    wait_for(
+        job,
+        lambda j: j.state == Job.State.COLLECTING and j.result_files.exists(),
+        timeout=60,
+        what="a half-done copy",
+    )
+    stop_process_group(doomed, kill=True)
+
+    job.refresh_from_db()
+    assert job.state == Job.State.COLLECTING  # the dead worker's claim remains ...
+    emulator.clear_faults()
+    time.sleep(4.5)  # ... until its heartbeat is older than COLLECT_STALE_SECONDS (4 s here)
+    assert poll_active_jobs() == {"accounts": 0, "restarted_collections": 1}
+    wait_for(job, lambda j: j.state == Job.State.COLLECTED, timeout=90, what="the restarted copy")
+
+    prefix = job.results_prefix
+    _, files = default_storage.listdir(prefix)
+    assert sorted(files) == ["STDERR", "STDOUT", "manifest.json", "output.tar.gz"]
+    manifest = json.loads(default_storage.open(f"{prefix}/manifest.json").read())
+    with emulator.client("alice") as nsg:
+        announced = {f.filename: f.length for f in nsg.list_results(status.handle)}
+    for entry in manifest["files"]:
+        content = default_storage.open(f"{prefix}/{entry['name']}", "rb").read()
+        assert len(content) == entry["size"] == announced[entry["name"]]
+        assert hashlib.sha256(content).hexdigest() == entry["sha256"]
+    assert announced["output.tar.gz"] > 20 * 1024 * 1024

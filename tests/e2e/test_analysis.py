@@ -1,0 +1,47 @@
+"""A scientist analyses the demo model's best run in a real browser, then saves it."""
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def demo(transactional_db):
+    from models_app.demo_model import ensure_demo_model
+
+    return ensure_demo_model()
+
+
+def test_view_the_best_run_s_figures_and_save_the_analysis(
+    page, live_server, login, alice, demo, running_worker
+):
+    login(alice)
+    page.get_by_role("link", name="Analyses").click()
+    page.get_by_label("Catalogue model's best run").check()
+    page.get_by_label("Catalogue model", exact=True).select_option(label=f"{demo} (seed1.pkl)")
+    page.get_by_role("button", name="View analysis").click()
+
+    expect(page.get_by_role("heading", name=demo)).to_be_visible()
+    # the progress bar gives way to the figures once the worker is done
+    figures = page.get_by_role("region", name="Traces")
+    expect(figures.locator(".main-svg").first).to_be_visible(timeout=120_000)
+    for name in ("Morphology", "Morphology in 3D", "Evolution", "Objectives", "Parameters"):
+        expect(
+            page.get_by_role("region", name=name, exact=True).locator(".plot-container")
+        ).to_be_visible()
+    expect(page.locator("#fitness")).to_contain_text("8.4691")
+    expect(
+        page.get_by_role("region", name="Traces").get_by_role("link", name="PNG")
+    ).to_be_visible()
+
+    page.get_by_role("button", name="Save analysis").click()
+    expect(page.get_by_text(f"Saved in BluePyOptAnalysis/alice/{demo}/")).to_be_visible(
+        timeout=120_000
+    )
+
+    page.get_by_role("link", name="Analyses").first.click()
+    saved = page.get_by_role("table", name="Saved analyses")
+    expect(saved).to_contain_text(f"BluePyOptAnalysis/alice/{demo}/")
+    saved.get_by_role("link", name=demo).click()
+    expect(page.locator("#figure-evolution .main-svg").first).to_be_visible()
