@@ -112,6 +112,15 @@ def test_the_form_checks_what_nsg_would(client, alice, nsg_account, demo_package
     assert not Job.objects.exists()
 
 
+def _submitted_elsewhere(emulator, owner, package):
+    """The package submitted to the emulator directly, and the site's active job for it."""
+    with emulator.client(owner.username) as nsg, default_storage.open(package.file, "rb") as handle:
+        status = nsg.submit(
+            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
+        )
+    return status, _active_job(owner, package, status.handle)
+
+
 def _active_job(alice, package, handle_from):
     """A job of ours that NSG knows and that has not finished (created by a direct submit)."""
     return Job.objects.create(
@@ -134,11 +143,7 @@ def test_poll_errors_back_off_and_lose_nothing(
 ):
     account = nsg_account(alice)
     package = script_package(alice, "print('done')\n")
-    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
-        status = nsg.submit(
-            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
-        )
-    job = _active_job(alice, package, status.handle)
+    status, job = _submitted_elsewhere(emulator, alice, package)
     if fault == "unreachable":
         from rebuild_site.services import free_port
 
@@ -222,11 +227,7 @@ def test_collecting_twice_leaves_one_complete_copy(
 ):
     account = nsg_account(alice)
     package = demo_package(alice)
-    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
-        status = nsg.submit(
-            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
-        )
-    job = _active_job(alice, package, status.handle)
+    status, job = _submitted_elsewhere(emulator, alice, package)
     # Completed, then copied once by the worker on its own.
     wait_for(
         job,
@@ -272,11 +273,7 @@ def test_completed_jobs_without_a_result_are_flagged_with_the_reason(
 ):
     account = nsg_account(alice)
     package = script_package(alice, script)
-    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
-        status = nsg.submit(
-            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
-        )
-    job = _active_job(alice, package, status.handle)
+    status, job = _submitted_elsewhere(emulator, alice, package)
 
     wait_for(
         job,
@@ -295,11 +292,7 @@ def test_walltime_exceeded_is_flagged_as_runtime_too_short(
     account = nsg_account(alice)
     package = script_package(alice, "import time\ntime.sleep(60)\n")
     emulator.add_fault("alice", "walltime", seconds="1")
-    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
-        status = nsg.submit(
-            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
-        )
-    job = _active_job(alice, package, status.handle)
+    status, job = _submitted_elsewhere(emulator, alice, package)
 
     wait_for(
         job,
@@ -315,11 +308,7 @@ def test_walltime_exceeded_is_flagged_as_runtime_too_short(
 def test_cancel_stops_the_job_at_nsg(client, alice, nsg_account, script_package, emulator):
     account = nsg_account(alice)
     package = script_package(alice, "import time\ntime.sleep(120)\n")
-    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
-        status = nsg.submit(
-            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
-        )
-    job = _active_job(alice, package, status.handle)
+    status, job = _submitted_elsewhere(emulator, alice, package)
     account_poll(account.pk)
     client.force_login(alice)
 
@@ -368,11 +357,7 @@ def test_a_worker_killed_while_copying_is_replaced_and_the_copy_ends_complete(
         alice,
         "import os\nwith open('big.bin', 'wb') as f:\n    f.write(os.urandom(20 * 1024 * 1024))\n",
     )
-    with emulator.client("alice") as nsg, default_storage.open(package.file, "rb") as handle:
-        status = nsg.submit(
-            "BLUEPYOPT_EXPANSE", handle, vparams={"filename_": "init.py", "runtime_": 48}
-        )
-    job = _active_job(alice, package, status.handle)
+    status, job = _submitted_elsewhere(emulator, alice, package)
     Job.objects.filter(pk=job.pk).update(external=True)  # copied on request only, as below
     wait_for(
         job,
