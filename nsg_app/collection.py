@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -68,12 +70,26 @@ def results_prefix(job: Job) -> str:
     return f"{_PREFIXES[job.backend]}/{job.owner.get_username()}/{job.folder}"
 
 
+class _DownloadedFile(File):
+    """A finished download on disk. Like Django's TemporaryUploadedFile it gives its path,
+    so the filesystem storage moves it into place instead of copying it again; other
+    storages (S3) read it."""
+
+    def temporary_file_path(self) -> str:
+        return self.file.name
+
+
 def _replace(name: str, handle: BinaryIO) -> None:
     # FileSystemStorage would pick another name for an existing file: remove it first so
     # the folder keeps exactly one copy under the expected name.
     if default_storage.exists(name):
         default_storage.delete(name)
-    saved = default_storage.save(name, File(handle))
+    content = (
+        _DownloadedFile(handle)
+        if hasattr(handle, "name") and isinstance(handle.name, str)
+        else File(handle)
+    )
+    saved = default_storage.save(name, content)
     if saved != name:
         default_storage.delete(saved)
         raise CollectError(f"storage refused the name {name} (it saved {saved})")
@@ -95,8 +111,13 @@ def store_results(
         default_storage.delete(manifest_name)  # from here on the folder is an unfinished copy
     findings = _Findings()
     entries = []
+    os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
     for source in sources:
-        with tempfile.TemporaryFile() as temp:
+        # Downloads go to FILE_UPLOAD_TEMP_DIR, on the same disk as the filesystem storage,
+        # from where they are moved into place (S3 uploads them from there).
+        with tempfile.NamedTemporaryFile(
+            dir=settings.FILE_UPLOAD_TEMP_DIR, prefix="collect-", delete=False
+        ) as temp:
             hashing = _Hashing(temp)
             source.write_to(hashing)
             if source.size is not None and hashing.size != source.size:
@@ -106,7 +127,11 @@ def store_results(
             _inspect(source.name, temp, findings)
             temp.seek(0)
             storage_name = f"{prefix}/{source.name}"
-            _replace(storage_name, temp)
+            try:
+                _replace(storage_name, temp)
+            finally:
+                if os.path.exists(temp.name):  # not moved: S3, or a failure
+                    os.unlink(temp.name)
         entries.append(
             {"name": source.name, "size": hashing.size, "sha256": hashing.digest.hexdigest()}
         )

@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from nsg_app.collection import ResultSource
@@ -152,8 +152,20 @@ def _find_by_client_id(client: NsgClient, wanted: str) -> JobStatus | None:
         return None
 
 
-def job_apply_status(job: Job, status: JobStatus) -> None:
-    """Store what NSG says of a job: new stage messages, its stage, and whether it ended."""
+def job_apply_status(job: Job, status: JobStatus, *, recorded_stages: int | None = None) -> None:
+    """Store what NSG says of a job: new stage messages, its stage, and whether it ended.
+
+    `recorded_stages`, when known, is how many stage changes the job has stored: a reply
+    that says nothing new then costs no write at all (most jobs, most polls).
+    """
+    unchanged = (
+        recorded_stages is not None
+        and job.stage == status.stage
+        and recorded_stages >= len(status.messages)
+        and not (status.terminal and job.state in Job.ACTIVE_STATES)
+    )
+    if unchanged:
+        return
     for message in status.messages:
         stage_record(
             job, message.stage, at=message.timestamp or timezone.now(), message=message.text
@@ -262,7 +274,7 @@ def statuses_apply(account: NsgAccount, statuses: list[JobStatus]) -> None:
         job.handle: job
         for job in Job.objects.filter(
             backend=Job.Backend.NSG, handle__in=[s.handle for s in statuses]
-        )
+        ).annotate(recorded_stages=Count("stages"))
     }
     for status in statuses:
         job = known.get(status.handle)
@@ -282,7 +294,7 @@ def statuses_apply(account: NsgAccount, statuses: list[JobStatus]) -> None:
         elif job.owner_id != account.owner_id:
             continue  # never let one account's reply touch another user's job
         with transaction.atomic():
-            job_apply_status(job, status)
+            job_apply_status(job, status, recorded_stages=getattr(job, "recorded_stages", None))
 
 
 def _external_job(account: NsgAccount, status: JobStatus) -> Job:
