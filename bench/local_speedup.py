@@ -3,7 +3,8 @@
 The demo model's 0.3 s evaluations are too short for a ratio to mean much, so the benchmark
 builds a slower variant in a temporary folder: fixed time steps of 0.01 ms instead of CVode
 (``opt_neuron.py`` creates its evaluator with ``cvode_active=False, dt=0.01``), about 1 s per
-evaluation. Its run package (8 offspring, 2 generations: 16 evaluations) is run
+evaluation. Its run package (8 offspring, 4 generations: 32 evaluations; a real HBP run is
+60 x 128) is run
 
 1. serially, as a user would: ``python opt_neuron.py --start ...`` in the unpacked package,
    the mechanisms compiled beforehand (compile time is left out of both timings);
@@ -47,7 +48,7 @@ _DEMO_EVALUATOR_CALL = "model.evaluator.create('CA1_PC_demo', cvode_active=True,
 def main(
     *,
     offspring_size: int = 8,
-    max_ngen: int = 2,
+    max_ngen: int = 4,
     dt: float = 0.01,
     cores: int = 2,
     repeats: int = 2,
