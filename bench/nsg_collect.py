@@ -330,7 +330,7 @@ def _steps(tarball: Path, job, folder: Path) -> dict:
     with open(target, "rb") as file:
         store = _timed(lambda: _replace(storage_name, file))
     default_storage.delete(storage_name)
-    target.unlink()
+    target.unlink(missing_ok=True)  # the filesystem storage moves the file into place
     return {
         "client_download_seconds": download,
         "client_download_with_sha256_seconds": download_and_hash,

@@ -276,25 +276,33 @@ def statuses_apply(account: NsgAccount, statuses: list[JobStatus]) -> None:
             backend=Job.Backend.NSG, handle__in=[s.handle for s in statuses]
         ).annotate(recorded_stages=Count("stages"))
     }
-    for status in statuses:
-        job = known.get(status.handle)
-        if job is None:
-            if not (status.client_job_id or "").startswith("rebuild-"):
-                job = _external_job(account, status)
-            else:
-                # Ours, but the submission's reply was lost: adopt it.
-                job = Job.objects.filter(
-                    pk=status.client_job_id.removeprefix("rebuild-"), handle=""
-                ).first()
-                if job is None:
-                    job = _external_job(account, status)
-                else:
-                    job.handle, job.state = status.handle, Job.State.ACTIVE
-                    job.save(update_fields=["handle", "state", "updated_at"])
-        elif job.owner_id != account.owner_id:
-            continue  # never let one account's reply touch another user's job
-        with transaction.atomic():
-            job_apply_status(job, status, recorded_stages=getattr(job, "recorded_stages", None))
+    # One transaction per reply: a poll of an account is one write to the database.
+    with transaction.atomic():
+        for status in statuses:
+            _status_apply(account, known, status)
+
+
+def _status_apply(account: NsgAccount, known: dict[str, Job], status: JobStatus) -> None:
+    job = known.get(status.handle)
+    if job is None:
+        job = _job_for_unknown_handle(account, status)
+    elif job.owner_id != account.owner_id:
+        return  # never let one account's reply touch another user's job
+    job_apply_status(job, status, recorded_stages=getattr(job, "recorded_stages", None))
+
+
+def _job_for_unknown_handle(account: NsgAccount, status: JobStatus) -> Job:
+    client_id = status.client_job_id or ""
+    if client_id.startswith("rebuild-") and client_id.removeprefix("rebuild-").isdigit():
+        # Ours, but the submission's reply was lost: adopt it.
+        job = Job.objects.filter(
+            pk=int(client_id.removeprefix("rebuild-")), owner=account.owner, handle=""
+        ).first()
+        if job is not None:
+            job.handle, job.state = status.handle, Job.State.ACTIVE
+            job.save(update_fields=["handle", "state", "updated_at"])
+            return job
+    return _external_job(account, status)
 
 
 def _external_job(account: NsgAccount, status: JobStatus) -> Job:
