@@ -5,4 +5,15 @@ from analysis_app import views
 app_name = "analysis_app"
 urlpatterns = [
     path("", views.analyses, name="analyses"),
+    path("<int:pk>/", views.analysis, name="analysis"),
+    path("<int:pk>/status.json", views.analysis_status, name="status"),
+    path("<int:pk>/figures.json", views.analysis_figures, name="figures"),
+    path(
+        "<int:pk>/figures/<str:name>.<str:kind>",
+        views.analysis_figure_download,
+        name="figure_download",
+    ),
+    path("<int:pk>/files/<path:name>", views.analysis_file, name="file"),
+    path("<int:pk>/traces/<str:label>.zip", views.analysis_traces, name="traces"),
+    path("<int:pk>/save/", views.analysis_save, name="save"),
 ]

@@ -1,5 +1,248 @@
-from django.shortcuts import render
+import json
+
+import plotly.io as pio
+from django.conf import settings
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from analysis_app import services
+from analysis_app.engine.figures import FIGURE_NAMES, FigureExportError
+from analysis_app.forms import AnalysisSourceForm
+from analysis_app.models import Analysis
+from nsg_app.models import Job
+
+FIGURE_TITLES = {
+    "morphology": "Morphology",
+    "morphology_3d": "Morphology in 3D",
+    "evolution": "Evolution",
+    "objectives": "Objectives",
+    "traces": "Traces",
+    "parameters": "Parameters",
+    "features": "Features",
+}
+
+
+_UNREADABLE = (
+    "The stored analysis cannot be read: its analysis.json is missing from storage or damaged."
+)
+
+
+def _get_analysis(request, pk) -> Analysis:
+    return get_object_or_404(
+        Analysis.objects.visible_to(request.user).select_related("owner", "job", "optimisation"),
+        pk=pk,
+    )
+
+
+def _get_done_analysis(request, pk) -> Analysis:
+    analysis = _get_analysis(request, pk)
+    if analysis.status != Analysis.Status.DONE:
+        raise Http404("The analysis is not finished.")
+    return analysis
+
+
+def _individual(request) -> int:
+    try:
+        return max(0, int(request.GET.get("individual", 0)))
+    except ValueError:
+        raise Http404("No such individual.") from None
+
+
+# ----------------------------------------------------------------------------- choose
 
 
 def analyses(request):
-    return render(request, "analysis_app/analyses.html", {})
+    """Choose what to analyse ("View analysis"); the user's analyses and saved analyses."""
+    form = AnalysisSourceForm(
+        request.POST or None,
+        request.FILES or None,
+        user=request.user,
+        initial=_initial_choice(request),
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        analysis = services.analysis_create(
+            owner=request.user,
+            source_kind=data["source"],
+            top=data["top"],
+            job=data["job"],
+            optimisation=data["optimisation"],
+            uploads=form.uploaded() if data["source"] == Analysis.Source.UPLOAD else None,
+        )
+        return redirect(analysis)
+    rows = Analysis.objects.visible_to(request.user).select_related("owner", "job", "optimisation")
+    return render(
+        request,
+        "analysis_app/analyses.html",
+        {
+            "form": form,
+            "analyses": rows.exclude(save_status=Analysis.SaveStatus.SAVED)[:100],
+            "saved": rows.filter(save_status=Analysis.SaveStatus.SAVED).order_by("-saved_at"),
+            "upload_max": settings.UPLOAD_MAX_BYTES,
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+def _initial_choice(request) -> dict:
+    """``?job=<pk>`` (the jobs' "Analyse" button) preselects that job, when it is theirs."""
+    job = request.GET.get("job", "")
+    if job.isdigit():
+        return {"source": Analysis.Source.JOB, "job": int(job)}
+    if not Job.objects.visible_to(request.user).filter(state=Job.State.COLLECTED).exists():
+        return {"source": Analysis.Source.CATALOGUE}
+    return {}
+
+
+# ----------------------------------------------------------------------------- one analysis
+
+
+def analysis(request, pk):
+    analysis = _get_analysis(request, pk)
+    context = {"analysis": analysis, "document": None}
+    if analysis.status == Analysis.Status.DONE:
+        try:
+            document = services.analysis_document(analysis=analysis)
+        except (OSError, ValueError):
+            context["unreadable"] = _UNREADABLE
+            return render(request, "analysis_app/analysis.html", context)
+        context.update(
+            document=document,
+            individuals=[_with_shown_difference(i) for i in document["individuals"]],
+            save_folder=services.saved_folder(analysis),
+            large_difference=any(i["fitness"]["large_difference"] for i in document["individuals"]),
+            figures=[
+                (name, FIGURE_TITLES[name])
+                for name in FIGURE_NAMES
+                if name not in ("morphology", "morphology_3d")
+                or document["model"].get("morphology_file")
+            ],
+        )
+    return render(request, "analysis_app/analysis.html", context)
+
+
+def _with_shown_difference(individual: dict) -> dict:
+    relative = individual["fitness"].get("relative_difference")
+    shown = "" if relative is None else f"{relative:.2%}"
+    return {**individual, "fitness": {**individual["fitness"], "relative_shown": shown}}
+
+
+@require_GET
+def analysis_status(request, pk):
+    analysis = _get_analysis(request, pk)
+    progress = analysis.progress or {}
+    total = progress.get("protocols_total") or 0
+    done = progress.get("protocols_done") or 0
+    state = {
+        "id": analysis.pk,
+        "status": analysis.status,
+        "status_label": analysis.get_status_display(),
+        "active": analysis.is_active,
+        "stage": progress.get("stage") or _DEFAULT_STAGES[analysis.status],
+        "message": progress.get("message", ""),
+        "protocols_done": done,
+        "protocols_total": total,
+        "percent": 100 if analysis.status == Analysis.Status.DONE else _percent(done, total),
+        "save_status": analysis.save_status,
+        "saved_to": analysis.saved_to,
+        "save_error": analysis.save_error,
+    }
+    if analysis.status == Analysis.Status.FAILED:
+        state["error"] = {
+            "kind": analysis.error_kind,
+            "title": analysis.error_title,
+            "message": analysis.error_message,
+        }
+    return JsonResponse(state)
+
+
+_DEFAULT_STAGES = {"queued": "queued", "running": "starting", "done": "done", "failed": "failed"}
+
+
+def _percent(done: int, total: int) -> int:
+    return int(100 * done / total) if total else 0
+
+
+@require_GET
+def analysis_figures(request, pk):
+    """Every figure of the analysis as Plotly JSON, for the page to draw."""
+    analysis = _get_done_analysis(request, pk)
+    try:
+        built = services.analysis_figures(analysis=analysis, individual=_individual(request))
+    except KeyError:
+        raise Http404("No such individual.") from None
+    except (OSError, ValueError):
+        raise Http404(_UNREADABLE) from None
+    # Plotly serialises its figures (numpy arrays included) itself: joined, not re-parsed.
+    parts = [f"{json.dumps(name)}: {pio.to_json(figure)}" for name, figure in built.items()]
+    return HttpResponse('{"figures": {' + ", ".join(parts) + "}}", content_type="application/json")
+
+
+@require_GET
+def analysis_figure_download(request, pk, name, kind):
+    analysis = _get_done_analysis(request, pk)
+    individual = _individual(request)
+    if name not in FIGURE_NAMES:
+        raise Http404("No such figure.")
+    try:
+        content = services.analysis_figure_file(
+            analysis=analysis, name=name, kind=kind, individual=individual
+        )
+    except KeyError:
+        raise Http404("No such figure.") from None
+    except (OSError, ValueError):
+        raise Http404(_UNREADABLE) from None
+    except FigureExportError as error:
+        return HttpResponse(
+            f"The figure could not be made as {kind.upper()}: {error}",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+    suffix = "" if individual == 0 else f"_top{individual + 1}"
+    response = HttpResponse(content, content_type="image/png" if kind == "png" else "text/html")
+    filename = f"{analysis.folder or 'analysis'}_{name}{suffix}.{kind}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_GET
+def analysis_file(request, pk, name):
+    analysis = _get_done_analysis(request, pk)
+    try:
+        handle = services.analysis_file_open(analysis=analysis, name=name)
+    except (KeyError, OSError):
+        raise Http404("No such file.") from None
+    filename = name.rsplit("/", 1)[-1]
+    if name.startswith("traces/"):
+        filename = f"{name.split('/')[1]}_{filename}"
+    return FileResponse(handle, as_attachment=True, filename=filename)
+
+
+@require_GET
+def analysis_traces(request, pk, label):
+    analysis = _get_done_analysis(request, pk)
+    try:
+        archive = services.analysis_traces_zip(analysis=analysis, label=label)
+    except (KeyError, OSError):
+        raise Http404("No such traces.") from None
+    return FileResponse(
+        archive, as_attachment=True, filename=f"{analysis.folder or 'analysis'}_{label}_traces.zip"
+    )
+
+
+@require_POST
+def analysis_save(request, pk):
+    """ "Save analysis": a copy under BluePyOptAnalysis/<user>/<folder>/, never overwriting."""
+    analysis = _get_analysis(request, pk)
+    if analysis.owner_id != request.user.pk:
+        messages.error(request, "Only the analysis' owner can save it (into their own folder).")
+        return redirect(analysis)
+    try:
+        prefix = services.analysis_save_start(analysis=analysis)
+    except services.SaveRefused as error:
+        messages.error(request, f"Not saved: {error}")
+    else:
+        messages.info(request, f"Saving the analysis to {prefix}/ (figures as HTML and PNG).")
+    return redirect(analysis)

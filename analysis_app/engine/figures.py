@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -136,13 +137,34 @@ def morphology_3d_figure(morphology: Morphology | str | Path) -> go.Figure:
         template=_TEMPLATE,
         height=650,
         scene={
-            "aspectmode": "data",
+            **_scene_proportions(morphology),
             "xaxis": {"title": "x (µm)"},
             "yaxis": {"title": "y (µm)"},
             "zaxis": {"title": "z (µm)"},
         },
     )
     return figure
+
+
+def _scene_proportions(morphology: Morphology) -> dict[str, Any]:
+    """True proportions ("data"), except for a flat reconstruction (all z 0, as in many SWC
+    tracings): its 3D scene would collapse to nothing along the flat axis and show a few
+    stray grid lines, so each axis gets at least a tenth of the longest one's length."""
+    points = [outline[:, :3] for outline in morphology.soma] + [
+        line[:, :3] for lines in morphology.neurites.values() for line in lines
+    ]
+    if not points:
+        return {"aspectmode": "data"}
+    stacked = np.concatenate(points)
+    extents = stacked.max(axis=0) - stacked.min(axis=0)
+    longest = float(extents.max())
+    if longest <= 0 or float(extents.min()) >= 0.1 * longest:
+        return {"aspectmode": "data"}
+    ratio = np.maximum(extents / longest, 0.1)
+    return {
+        "aspectmode": "manual",
+        "aspectratio": {"x": float(ratio[0]), "y": float(ratio[1]), "z": float(ratio[2])},
+    }
 
 
 def _morphology(morphology: Morphology | str | Path) -> Morphology:

@@ -187,6 +187,28 @@ def catalogue_analysis(alice, demo, analysed):
     return analysis
 
 
+def stored_files(prefix: str) -> set[str]:
+    """Every file stored under ``prefix``, by its name below it."""
+    from django.core.files.storage import default_storage
+
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except FileNotFoundError:
+        return set()
+    found = set(files)
+    for folder in folders:
+        found.update(f"{folder}/{name}" for name in stored_files(f"{prefix}/{folder}"))
+    return found
+
+
+def remove_stored_folder(prefix: str) -> None:
+    """Storage lives for the whole session: a test that saves starts (and ends) clean."""
+    from django.core.files.storage import default_storage
+
+    for name in stored_files(prefix):
+        default_storage.delete(f"{prefix}/{name}")
+
+
 def wait_for(analysis, predicate, *, timeout: float = 120, what: str = "the analysis"):
     deadline = time.monotonic() + timeout
     while True:

@@ -3,6 +3,8 @@
 import pytest
 from playwright.sync_api import expect
 
+from tests.analysis.conftest import remove_stored_folder
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
@@ -10,7 +12,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transacti
 def demo(transactional_db):
     from models_app.demo_model import ensure_demo_model
 
-    return ensure_demo_model()
+    name = ensure_demo_model()
+    # storage lives for the whole test session: no saved folder of an earlier test
+    remove_stored_folder(f"BluePyOptAnalysis/alice/{name}")
+    yield name
+    remove_stored_folder(f"BluePyOptAnalysis/alice/{name}")
 
 
 def test_view_the_best_run_s_figures_and_save_the_analysis(

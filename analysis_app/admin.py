@@ -1,0 +1,33 @@
+from django.contrib import admin
+
+from analysis_app.models import Analysis
+
+
+@admin.register(Analysis)
+class AnalysisAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "owner",
+        "source_kind",
+        "status",
+        "error_kind",
+        "save_status",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "source_kind", "save_status", "error_kind")
+    search_fields = ("folder", "owner__username", "saved_to")
+    raw_id_fields = ("owner", "job", "optimisation")
+    readonly_fields = (
+        "progress",
+        "error_details",
+        "result_prefix",
+        "result_files",
+        "fitness",
+        "uploaded_files",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "saved_at",
+    )

@@ -1,0 +1,111 @@
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from analysis_app import services
+from analysis_app.engine_process import run_engine
+from analysis_app.forms import MAX_TOP
+
+
+class Command(BaseCommand):
+    help = (
+        "Analyse an optimisation result (the same engine, in a process of its own, as the "
+        "Analyses page): re-simulate its best individuals and write the analysis folder."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "result",
+            help="job:<id>, a storage prefix of collected results, a local run folder, "
+            "an output.tar.gz or a zip of NSG results",
+        )
+        parser.add_argument("-o", "--output", required=True, help="the analysis folder to write")
+        parser.add_argument("--top", type=int, default=1, help="individuals to simulate")
+        parser.add_argument("--checkpoint", help="checkpoint file name in checkpoints/")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=None,
+            help="seconds (default: ANALYSIS_TIMEOUT_SECONDS)",
+        )
+
+    def handle(self, *args, result, output, top, checkpoint, timeout, **options):
+        if not 1 <= top <= MAX_TOP:
+            raise CommandError(f"--top must be between 1 and {MAX_TOP}.")
+        out_dir = Path(output).resolve()
+        if (out_dir / "analysis.json").exists():
+            raise CommandError(f"{out_dir} already holds an analysis; choose a new folder.")
+        with tempfile.TemporaryDirectory(prefix="analyse-") as scratch:
+            source = self._source(result, Path(scratch))
+            self.stdout.write(f"Analysing {source} …")
+            last = {"message": None}
+
+            def report(progress):
+                message = (progress or {}).get("message")
+                if message and message != last["message"]:
+                    self.stdout.write(f"  {message}")
+                    last["message"] = message
+
+            outcome = run_engine(
+                source=source,
+                out_dir=out_dir,
+                progress_file=Path(scratch) / "progress.json",
+                mechanisms_cache=settings.MECHANISMS_CACHE_DIR,
+                timeout=timeout or settings.ANALYSIS_TIMEOUT_SECONDS,
+                top=top,
+                checkpoint=checkpoint,
+                on_progress=report,
+            )
+        if not outcome.succeeded:
+            error = outcome.error
+            details = error.get("details") or {}
+            for problem in details.get("problems") or []:
+                self.stderr.write(f"  {problem}")
+            if details.get("traceback"):
+                self.stderr.write(details["traceback"])
+            raise CommandError(f"The analysis failed ({error['kind']}): {error['message']}")
+        self._summary(outcome)
+
+    def _source(self, result: str, scratch: Path) -> Path:
+        local = Path(result).expanduser()
+        if not result.startswith("job:") and local.exists():
+            return local.resolve()
+        stored = services.stored_result_find(reference=result)
+        if stored is None:
+            raise CommandError(
+                f"{result} is neither a local folder or file, a job id (job:<id>) with a stored "
+                "output.tar.gz, nor a storage prefix holding output.tar.gz."
+            )
+        self.stdout.write(f"Copying {stored.storage_name} out of storage …")
+        return services.stored_result_copy(result=stored, folder=scratch / "source")
+
+    def _summary(self, outcome) -> None:
+        analysis = outcome.analysis
+        self.stdout.write(self.style.SUCCESS(f"Analysis of {analysis['model']['name']} written."))
+        self.stdout.write(f"Checkpoint: {analysis['checkpoint']['name']}")
+        for individual in analysis["individuals"]:
+            fitness = individual["fitness"]
+            self.stdout.write(
+                f"Fitness of {individual['label']}: stored {_shown(fitness['stored'])}, "
+                f"recomputed {_shown(fitness['recomputed'])}"
+            )
+            if fitness["large_difference"]:
+                self.stdout.write(self.style.WARNING(f"Warning: {fitness['note']}"))
+        for warning in analysis.get("warnings") or []:
+            if not any(warning == i["fitness"]["note"] for i in analysis["individuals"]):
+                self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
+        out = outcome.out_dir
+        self.stdout.write(f"Files in {out}:")
+        self.stdout.write(f"  {out / 'analysis.json'}")
+        for individual in analysis["individuals"]:
+            if individual["hoc_file"]:
+                self.stdout.write(
+                    f"  {out / individual['hoc_file']}  (the {individual['label']} cell)"
+                )
+            self.stdout.write(f"  {out / 'traces' / individual['label']}/  (traces, CSV)")
+
+
+def _shown(value) -> str:
+    return "unknown" if value is None else f"{value:.4f}"

@@ -1,0 +1,523 @@
+"""Analysis flows shared by the pages, the Celery tasks and ``manage.py analyse``.
+
+An analysis copies its source out of storage into a work folder under
+ANALYSIS_WORK_DIR, runs the engine in a child process (``engine_process``), and stores
+what the engine wrote under ``analyses/<user>/<id>/``. "Save analysis" copies that, with
+every figure as HTML and PNG, to ``BluePyOptAnalysis/<user>/<folder>/``, never over an
+existing folder. Every file goes through Django's default storage (filesystem or S3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import secrets
+import shutil
+import tempfile
+import traceback
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from analysis_app.engine import ANALYSIS_FILE, AnalysisError, figures
+from analysis_app.engine.errors import INTERNAL, INVALID_SOURCE
+from analysis_app.engine_process import run_engine
+from analysis_app.models import Analysis
+
+logger = logging.getLogger(__name__)
+
+RESULTS_PREFIX = "analyses"
+SAVED_PREFIX = "BluePyOptAnalysis"
+FIGURES_DIR = "figures"
+NSG_OUTPUT = "output.tar.gz"
+# A running analysis whose worker has not reported for this long is started again.
+STALE_SECONDS = 120
+_HEARTBEAT_SECONDS = 5.0
+RUNNING_ELSEWHERE = "running elsewhere"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_CHUNK = 1024 * 1024
+
+
+class SaveRefused(Exception):
+    """The analysis cannot be saved; the message says why, for the user."""
+
+
+# ----------------------------------------------------------------------------- create
+
+
+def analysis_create(
+    *,
+    owner,
+    source_kind: str,
+    top: int = 1,
+    job=None,
+    optimisation=None,
+    uploads: dict[str, IO[bytes]] | None = None,
+) -> Analysis:
+    """Record an analysis of the chosen source and queue it (after the transaction commits).
+
+    The form has checked that the source is the user's to analyse. ``uploads`` (an NSG
+    result from the user's computer, ``{name: file}``) are stored under the user's area
+    first; nothing of them is left when the analysis cannot be recorded.
+    """
+    folder, checkpoint, uploaded = "", "", []
+    if source_kind == Analysis.Source.JOB:
+        folder = job.folder
+    elif source_kind == Analysis.Source.CATALOGUE:
+        folder, checkpoint = optimisation.name, optimisation.best_checkpoint
+    elif source_kind == Analysis.Source.UPLOAD:
+        uploaded = _uploads_store(owner=owner, files=uploads or {})
+    try:
+        with transaction.atomic():
+            analysis = Analysis.objects.create(
+                owner=owner,
+                source_kind=source_kind,
+                job=job if source_kind == Analysis.Source.JOB else None,
+                optimisation=optimisation if source_kind == Analysis.Source.CATALOGUE else None,
+                uploaded_files=uploaded,
+                folder=folder,
+                checkpoint=checkpoint,
+                top=top,
+            )
+            from analysis_app.tasks import run_analysis
+
+            transaction.on_commit(lambda: run_analysis.delay(analysis.pk))
+    except BaseException:
+        _storage_delete(uploaded)
+        raise
+    return analysis
+
+
+def _uploads_store(*, owner, files: dict[str, IO[bytes]]) -> list[str]:
+    folder = f"{RESULTS_PREFIX}/{owner.get_username()}/uploads/{secrets.token_hex(8)}"
+    stored: list[str] = []
+    try:
+        for name, handle in files.items():
+            handle.seek(0)
+            stored.append(_storage_write(f"{folder}/{_safe_name(name)}", handle))
+    except BaseException:
+        _storage_delete(stored)
+        raise
+    return stored
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def analysis_run(*, analysis_id: int) -> str:
+    """Run a queued analysis to its end (the Celery task), unless another worker has it."""
+    now = timezone.now()
+    claimed = (
+        Analysis.objects.filter(pk=analysis_id)
+        .filter(
+            Q(status=Analysis.Status.QUEUED)
+            | Q(
+                status=Analysis.Status.RUNNING,
+                heartbeat_at__lt=now - timedelta(seconds=STALE_SECONDS),
+            )
+        )
+        .update(status=Analysis.Status.RUNNING, started_at=now, heartbeat_at=now, progress={})
+    )
+    if not claimed:
+        running = Analysis.objects.filter(pk=analysis_id, status=Analysis.Status.RUNNING)
+        # Another worker has it, or had it and stopped: the task looks again later.
+        return RUNNING_ELSEWHERE if running.exists() else "not claimed"
+    analysis = Analysis.objects.select_related("owner", "job", "optimisation").get(pk=analysis_id)
+    settings.ANALYSIS_WORK_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"analysis-{analysis.pk}-", dir=settings.ANALYSIS_WORK_DIR))
+    try:
+        source = _fetch_source(analysis, work / "source")
+        outcome = run_engine(
+            source=source,
+            out_dir=work / "out",
+            progress_file=work / "progress.json",
+            mechanisms_cache=settings.MECHANISMS_CACHE_DIR,
+            timeout=settings.ANALYSIS_TIMEOUT_SECONDS,
+            top=analysis.top,
+            checkpoint=analysis.checkpoint or None,
+            on_progress=_progress_recorder(analysis.pk),
+        )
+        if not outcome.succeeded:
+            _record_failure(analysis, outcome.error)
+            return "failed"
+        _store_results(analysis, outcome.out_dir, outcome.analysis)
+        return "done"
+    except AnalysisError as error:
+        _record_failure(analysis, error.as_dict())
+        return "failed"
+    except Exception as error:
+        logger.exception("analysis %s failed", analysis_id)
+        _record_failure(
+            analysis,
+            {
+                "kind": INTERNAL,
+                "message": f"The analysis could not be completed: {error}",
+                "details": {"traceback": traceback.format_exc()},
+            },
+        )
+        return "failed"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _fetch_source(analysis: Analysis, folder: Path) -> Path:
+    """Copy what the analysis reads out of storage; the local file to give the engine."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if analysis.source_kind == Analysis.Source.JOB:
+        job = analysis.job
+        if job is None:
+            raise AnalysisError(INVALID_SOURCE, "The job of this analysis was deleted.")
+        stored = job.result_files.filter(name=NSG_OUTPUT).first()
+        if stored is None:
+            raise AnalysisError(
+                INVALID_SOURCE,
+                f"The stored result of {job.folder} holds no {NSG_OUTPUT}; "
+                "copy the job's results to storage again.",
+                {"stored_files": list(job.result_files.values_list("name", flat=True))},
+            )
+        return _storage_read(stored.storage_name, folder / NSG_OUTPUT)
+    if analysis.source_kind == Analysis.Source.CATALOGUE:
+        optimisation = analysis.optimisation
+        if optimisation is None:
+            raise AnalysisError(INVALID_SOURCE, "The catalogue model of this analysis was deleted.")
+        return _storage_read(optimisation.archive, folder / f"{optimisation.name}.zip")
+    # An upload: one zip of the results, or output.tar.gz beside STDOUT and STDERR.
+    names = list(analysis.uploaded_files)
+    chosen = next((n for n in names if n.lower().endswith(".zip")), None) or next(
+        (n for n in names if n.endswith(f"/{NSG_OUTPUT}")), None
+    )
+    if chosen is None:
+        raise AnalysisError(INVALID_SOURCE, f"The upload holds neither a zip nor {NSG_OUTPUT}.")
+    return _storage_read(chosen, folder / chosen.rsplit("/", 1)[-1])
+
+
+def _progress_recorder(analysis_id: int):
+    """Copies the engine's progress into the row when it changes (and beats regularly)."""
+    last: dict[str, Any] = {"progress": None, "at": 0.0}
+
+    def record(progress: dict[str, Any] | None) -> None:
+        now = timezone.now()
+        moment = now.timestamp()
+        if progress == last["progress"] and moment - last["at"] < _HEARTBEAT_SECONDS:
+            return
+        fields: dict[str, Any] = {"heartbeat_at": now}
+        if progress is not None and progress != last["progress"]:
+            fields["progress"] = progress
+        Analysis.objects.filter(pk=analysis_id, status=Analysis.Status.RUNNING).update(**fields)
+        last.update(progress=progress, at=moment)
+
+    return record
+
+
+def _store_results(analysis: Analysis, out_dir: Path, document: dict[str, Any]) -> None:
+    # The id names the folder; the token keeps a rerun (or a reused id) off older files.
+    prefix = (
+        f"{RESULTS_PREFIX}/{analysis.owner.get_username()}/{analysis.pk}-{secrets.token_hex(4)}"
+    )
+    names = sorted(
+        path.relative_to(out_dir).as_posix() for path in out_dir.rglob("*") if path.is_file()
+    )
+    # analysis.json last: a prefix holding one holds a complete analysis.
+    names.sort(key=lambda name: name == ANALYSIS_FILE)
+    written: list[str] = []
+    try:
+        for name in names:
+            with open(out_dir / name, "rb") as handle:
+                written.append(_storage_write(f"{prefix}/{name}", handle))
+    except BaseException:
+        _storage_delete(written)
+        raise
+    best = document["individuals"][0]
+    Analysis.objects.filter(pk=analysis.pk).update(
+        status=Analysis.Status.DONE,
+        result_prefix=prefix,
+        result_files=names,
+        fitness=best["fitness"],
+        folder=analysis.folder or _safe_name(document["model"]["name"]),
+        finished_at=timezone.now(),
+    )
+
+
+def _record_failure(analysis: Analysis, error: dict[str, Any]) -> None:
+    progress = Analysis.objects.filter(pk=analysis.pk).values_list("progress", flat=True).first()
+    Analysis.objects.filter(pk=analysis.pk).update(
+        status=Analysis.Status.FAILED,
+        error_kind=error.get("kind") or INTERNAL,
+        error_message=error.get("message") or "The analysis failed.",
+        error_details=error.get("details") or {},
+        finished_at=timezone.now(),
+        progress={**(progress or {}), "stage": "failed", "message": error.get("message", "")},
+    )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def analysis_document(*, analysis: Analysis) -> dict[str, Any]:
+    """The stored analysis.json (no recomputation)."""
+    with default_storage.open(f"{analysis.stored_prefix()}/{ANALYSIS_FILE}", "rb") as handle:
+        return json.load(handle)
+
+
+@contextlib.contextmanager
+def _stored_analysis(analysis: Analysis) -> Iterator[tuple[dict[str, Any], Path | None]]:
+    """analysis.json's content and the morphology, copied out of storage for a moment."""
+    document = analysis_document(analysis=analysis)
+    with tempfile.TemporaryDirectory(prefix="analysis-figures-") as scratch:
+        relative = document["model"].get("morphology_file")
+        morphology = None
+        if relative and relative in analysis.result_files:
+            morphology = _storage_read(
+                f"{analysis.stored_prefix()}/{relative}", Path(scratch) / relative
+            )
+        yield document, morphology
+
+
+def analysis_figures(*, analysis: Analysis, individual: int = 0) -> dict[str, Any]:
+    """The Plotly figures of the analysis (engine.figures), built from what is stored."""
+    with _stored_analysis(analysis) as (document, morphology):
+        if not 0 <= individual < len(document["individuals"]):
+            raise KeyError(individual)
+        return figures.all_figures(document, morphology, individual=individual)
+
+
+def analysis_figure_file(*, analysis: Analysis, name: str, kind: str, individual: int = 0) -> bytes:
+    """One figure as a self-contained HTML page or a PNG (kaleido). KeyError: no such figure.
+
+    A saved analysis' best-individual figures are read back from its saved folder.
+    """
+    if kind not in ("html", "png"):
+        raise KeyError(kind)
+    if analysis.is_saved and individual == 0:
+        saved = f"{analysis.saved_to}/{FIGURES_DIR}/{name}.{kind}"
+        if name in figures.FIGURE_NAMES and default_storage.exists(saved):
+            with default_storage.open(saved, "rb") as handle:
+                return handle.read()
+    built = analysis_figures(analysis=analysis, individual=individual)
+    figure = built[name]
+    with tempfile.TemporaryDirectory(prefix="analysis-figure-") as scratch:
+        written = figures.write_figure_files(
+            {name: figure}, scratch, html=kind == "html", png=kind == "png"
+        )
+        return written[name][kind].read_bytes()
+
+
+def analysis_file_open(*, analysis: Analysis, name: str) -> IO[bytes]:
+    """One of the files the engine wrote (hoc, trace CSV, morphology, analysis.json)."""
+    if name not in analysis.result_files:
+        raise KeyError(name)
+    return default_storage.open(f"{analysis.stored_prefix()}/{name}", "rb")
+
+
+def analysis_traces_zip(*, analysis: Analysis, label: str) -> IO[bytes]:
+    """The CSV traces of one individual (``best``, ``top2`` ...) as a zip; KeyError if none."""
+    folder = f"traces/{label}/"
+    names = [name for name in analysis.result_files if name.startswith(folder)]
+    if not names:
+        raise KeyError(label)
+    buffer = tempfile.SpooledTemporaryFile(max_size=16 * _CHUNK)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
+            with (
+                default_storage.open(f"{analysis.stored_prefix()}/{name}", "rb") as source,
+                archive.open(
+                    f"{analysis.folder or 'analysis'}_{label}/{name[len(folder) :]}", "w"
+                ) as member,
+            ):
+                shutil.copyfileobj(source, member, _CHUNK)
+    buffer.seek(0)
+    return buffer
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def saved_folder(analysis: Analysis) -> str:
+    """``BluePyOptAnalysis/<user>/<folder>``: where "Save analysis" writes (the notebook's)."""
+    folder = _safe_name(analysis.folder or f"analysis-{analysis.pk}")
+    return f"{SAVED_PREFIX}/{analysis.owner.get_username()}/{folder}"
+
+
+def analysis_save_start(*, analysis: Analysis) -> str:
+    """Claim the analysis' saved folder and queue the copy; the folder's name.
+
+    Raises SaveRefused when the analysis is not finished, is saved already, or its folder
+    exists in storage (an existing folder is never overwritten).
+    """
+    if analysis.status != Analysis.Status.DONE:
+        raise SaveRefused("Only a finished analysis can be saved.")
+    if analysis.save_status == Analysis.SaveStatus.SAVED:
+        raise SaveRefused(f"This analysis is already saved in {analysis.saved_to}/.")
+    if analysis.save_status == Analysis.SaveStatus.SAVING:
+        raise SaveRefused(f"This analysis is being saved to {analysis.saved_to}/.")
+    prefix = saved_folder(analysis)
+    exists = SaveRefused(
+        f"{prefix}/ already exists in storage, and an analysis is never overwritten. "
+        "The saved analysis of that folder is listed under Saved analyses."
+    )
+    if _storage_folder_exists(prefix):
+        raise exists
+    try:
+        with transaction.atomic():
+            claimed = (
+                Analysis.objects.filter(pk=analysis.pk, status=Analysis.Status.DONE)
+                .exclude(save_status__in=[Analysis.SaveStatus.SAVING, Analysis.SaveStatus.SAVED])
+                .update(saved_to=prefix, save_status=Analysis.SaveStatus.SAVING, save_error="")
+            )
+    except IntegrityError:
+        raise exists from None
+    if not claimed:
+        raise SaveRefused("This analysis is being saved already.")
+    from analysis_app.tasks import save_analysis
+
+    transaction.on_commit(lambda: save_analysis.delay(analysis.pk))
+    return prefix
+
+
+def analysis_save_write(*, analysis_id: int) -> str:
+    """Write a claimed analysis' saved folder (the Celery task): all of it, or nothing."""
+    analysis = (
+        Analysis.objects.select_related("owner")
+        .filter(pk=analysis_id, save_status=Analysis.SaveStatus.SAVING)
+        .first()
+    )
+    if analysis is None:
+        return "not saving"
+    prefix = analysis.saved_to
+    written: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="analysis-save-") as scratch:
+            folder = Path(scratch)
+            for name in analysis.result_files:
+                _storage_read(f"{analysis.result_prefix}/{name}", folder / name)
+            _write_saved_figures(analysis, folder)
+            names = sorted(
+                path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()
+            )
+            names.sort(key=lambda name: name == ANALYSIS_FILE)
+            for name in names:
+                with open(folder / name, "rb") as handle:
+                    written.append(_storage_write(f"{prefix}/{name}", handle))
+    except Exception as error:
+        _storage_delete(written)
+        logger.warning("saving analysis %s failed: %s", analysis_id, error)
+        Analysis.objects.filter(pk=analysis_id).update(
+            save_status=Analysis.SaveStatus.FAILED,
+            saved_to="",
+            save_error=f"The analysis was not saved: {error}",
+        )
+        return "failed"
+    Analysis.objects.filter(pk=analysis_id).update(
+        save_status=Analysis.SaveStatus.SAVED, saved_at=timezone.now()
+    )
+    return "saved"
+
+
+def _write_saved_figures(analysis: Analysis, folder: Path) -> None:
+    """figures/<name>.html and .png for the best; figures/<label>/ for the next ones."""
+    document = json.loads((folder / ANALYSIS_FILE).read_text(encoding="utf-8"))
+    relative = document["model"].get("morphology_file")
+    morphology = folder / relative if relative and (folder / relative).is_file() else None
+    for index, individual in enumerate(document["individuals"]):
+        built = figures.all_figures(document, morphology, individual=index)
+        target = folder / FIGURES_DIR
+        if index:
+            # the run's figures (morphology, evolution) are the same for every individual
+            built = {
+                name: figure
+                for name, figure in built.items()
+                if name not in ("morphology", "morphology_3d", "evolution")
+            }
+            target = target / individual["label"]
+        figures.write_figure_files(built, target, html=True, png=True)
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def _safe_name(name: str) -> str:
+    cleaned = _UNSAFE_NAME.sub("_", name).strip("._") or "analysis"
+    return cleaned[:200]
+
+
+def _storage_read(name: str, target: Path) -> Path:
+    """Copy a stored file to a local path, streamed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with default_storage.open(name, "rb") as source, open(target, "wb") as destination:
+        shutil.copyfileobj(source, destination, _CHUNK)
+    return target
+
+
+def _storage_write(name: str, handle: IO[bytes]) -> str:
+    # FileSystemStorage would pick another name for an existing file: a file of a failed
+    # earlier attempt is replaced, so that the name is exactly the one asked for.
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    # An uploaded file is given as it is: the filesystem storage moves a large one (kept on
+    # disk by Django) into place instead of copying it.
+    content = handle if isinstance(handle, File) else File(handle, name=name.rsplit("/", 1)[-1])
+    saved = default_storage.save(name, content)
+    if saved != name:
+        default_storage.delete(saved)
+        raise OSError(f"storage refused the name {name} (it saved {saved})")
+    return saved
+
+
+def _storage_delete(names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            default_storage.delete(name)
+
+
+def _storage_folder_exists(prefix: str) -> bool:
+    """Whether any file is stored under ``prefix`` (empty folders left on a filesystem
+    by a failed save do not count)."""
+    try:
+        directories, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return bool(files) or any(_storage_folder_exists(f"{prefix}/{name}") for name in directories)
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A collected result found for ``manage.py analyse``: its storage name and folder."""
+
+    storage_name: str
+    folder: str
+
+
+def stored_result_find(*, reference: str) -> StoredResult | None:
+    """``job:<id>`` or a storage prefix of collected results: where its output.tar.gz is."""
+    from nsg_app.models import Job, ResultFile
+
+    if reference.startswith("job:"):
+        number = reference[len("job:") :]
+        job = Job.objects.filter(pk=int(number)).first() if number.isdigit() else None
+        if job is None:
+            return None
+        stored = ResultFile.objects.filter(job=job, name=NSG_OUTPUT).first()
+        return StoredResult(stored.storage_name, job.folder) if stored else None
+    prefix = reference.rstrip("/")
+    name = prefix if prefix.endswith(f"/{NSG_OUTPUT}") else f"{prefix}/{NSG_OUTPUT}"
+    if prefix and default_storage.exists(name):
+        folder = name[: -len(f"/{NSG_OUTPUT}")].rsplit("/", 1)[-1]
+        return StoredResult(name, folder)
+    return None
+
+
+def stored_result_copy(*, result: StoredResult, folder: Path) -> Path:
+    """Copy a stored result's output.tar.gz into ``folder``; the local file."""
+    return _storage_read(result.storage_name, folder / NSG_OUTPUT)

@@ -1,0 +1,191 @@
+""" "Save analysis": BluePyOptAnalysis/<user>/<folder>/, complete, never overwritten."""
+
+import hashlib
+from unittest import mock
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.urls import reverse
+
+from analysis_app import services
+from analysis_app.engine.figures import FIGURE_NAMES, FigureExportError
+from analysis_app.models import Analysis
+
+from .conftest import RECORDINGS, remove_stored_folder, stored_files
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def saving_now():
+    """The save task, run at once in this process instead of by a worker."""
+
+    def run(analysis_id):
+        return services.analysis_save_write(analysis_id=analysis_id)
+
+    with mock.patch("analysis_app.tasks.save_analysis.delay", side_effect=run) as delay:
+        yield delay
+
+
+def save(client, analysis, capture):
+    """Click "Save analysis"; the page as it shows then, and once the copy is done."""
+    with capture(execute=True):
+        response = client.post(reverse("analysis_app:save", args=[analysis.pk]), follow=True)
+    analysis.refresh_from_db()
+    after = client.get(analysis.get_absolute_url())
+    return response.content.decode() + after.content.decode()
+
+
+def digest(name: str) -> str:
+    with default_storage.open(name) as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+@pytest.fixture
+def clean_saved_folder(catalogue_analysis):
+    """The demo's saved folder, empty before the test and after it."""
+    prefix = services.saved_folder(catalogue_analysis)
+    remove_stored_folder(prefix)
+    yield prefix
+    remove_stored_folder(prefix)
+
+
+def test_the_saved_folder_holds_the_analysis_figures_and_cell(
+    client,
+    alice,
+    catalogue_analysis,
+    clean_saved_folder,
+    saving_now,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(alice)
+    page = save(client, catalogue_analysis, django_capture_on_commit_callbacks)
+    prefix = f"BluePyOptAnalysis/alice/{catalogue_analysis.folder}"
+    assert clean_saved_folder == prefix
+    assert f"Saving the analysis to {prefix}/" in page
+    assert f"Saved in <code>{prefix}/</code>" in page
+    assert (catalogue_analysis.save_status, catalogue_analysis.saved_to) == ("saved", prefix)
+
+    saved = stored_files(prefix)
+    assert {"analysis.json", "cell_best.hoc", "morphology/ballstick3.swc"} <= saved
+    assert {f"traces/best/{recording}.csv" for recording in RECORDINGS} <= saved
+    for name in FIGURE_NAMES:
+        assert f"figures/{name}.html" in saved and f"figures/{name}.png" in saved
+    with default_storage.open(f"{prefix}/figures/traces.png") as handle:
+        assert handle.read(4) == b"\x89PNG"
+    with default_storage.open(f"{prefix}/figures/objectives.html") as handle:
+        assert b"step_0.5.soma.Spikecount" in handle.read()
+
+    listing = client.get(reverse("analysis_app:analyses")).content.decode()
+    assert f"{prefix}/" in listing
+
+
+def test_an_existing_folder_is_never_overwritten(
+    client,
+    alice,
+    demo,
+    catalogue_analysis,
+    clean_saved_folder,
+    saving_now,
+    analysed,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(alice)
+    save(client, catalogue_analysis, django_capture_on_commit_callbacks)
+    before = {
+        name: digest(f"{clean_saved_folder}/{name}") for name in stored_files(clean_saved_folder)
+    }
+
+    page = save(client, catalogue_analysis, django_capture_on_commit_callbacks)
+    assert "Not saved: This analysis is already saved" in page
+
+    again = analysed(alice, source_kind="catalogue", optimisation=demo)
+    page = save(client, again, django_capture_on_commit_callbacks)
+    assert f"Not saved: {clean_saved_folder}/ already exists in storage" in page
+    assert "never overwritten" in page
+    assert (again.save_status, again.saved_to) == ("", "")
+    after = {
+        name: digest(f"{clean_saved_folder}/{name}") for name in stored_files(clean_saved_folder)
+    }
+    assert after == before
+    assert saving_now.call_count == 1
+
+
+def test_a_folder_already_in_storage_is_refused(
+    client,
+    alice,
+    catalogue_analysis,
+    clean_saved_folder,
+    saving_now,
+    django_capture_on_commit_callbacks,
+):
+    default_storage.save(f"{clean_saved_folder}/notes.txt", ContentFile(b"saved by the notebook"))
+    client.force_login(alice)
+    page = save(client, catalogue_analysis, django_capture_on_commit_callbacks)
+    assert "already exists in storage" in page
+    assert stored_files(clean_saved_folder) == {"notes.txt"}
+    saving_now.assert_not_called()
+
+
+def test_a_failed_save_leaves_nothing_behind(
+    client,
+    alice,
+    catalogue_analysis,
+    clean_saved_folder,
+    saving_now,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(alice)
+    refusal = FigureExportError("kaleido needs a Chrome or Chromium")
+    with mock.patch("analysis_app.engine.figures._write_pngs", side_effect=refusal):
+        page = save(client, catalogue_analysis, django_capture_on_commit_callbacks)
+    assert catalogue_analysis.save_status == "failed"
+    assert catalogue_analysis.saved_to == ""
+    assert "The analysis was not saved: kaleido needs a Chrome or Chromium" in page
+    assert stored_files(clean_saved_folder) == set()
+    assert "Save analysis" in page  # it can be tried again
+
+    save(client, catalogue_analysis, django_capture_on_commit_callbacks)
+    assert catalogue_analysis.save_status == "saved"
+    assert "analysis.json" in stored_files(clean_saved_folder)
+
+
+def test_a_saved_analysis_reopens_from_its_saved_folder(
+    client,
+    alice,
+    catalogue_analysis,
+    clean_saved_folder,
+    saving_now,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(alice)
+    save(client, catalogue_analysis, django_capture_on_commit_callbacks)
+    # the working copy goes away: the saved folder is enough, nothing is recomputed
+    for name in catalogue_analysis.result_files:
+        default_storage.delete(f"{catalogue_analysis.result_prefix}/{name}")
+    with mock.patch("analysis_app.services.run_engine") as engine:
+        page = client.get(catalogue_analysis.get_absolute_url()).content.decode()
+        figures = client.get(reverse("analysis_app:figures", args=[catalogue_analysis.pk]))
+        png = client.get(
+            reverse("analysis_app:figure_download", args=[catalogue_analysis.pk, "traces", "png"])
+        )
+    engine.assert_not_called()
+    assert "8.4691" in page and f"Saved in <code>{clean_saved_folder}/</code>" in page
+    assert set(figures.json()["figures"]) >= {"traces", "objectives", "evolution"}
+    with default_storage.open(f"{clean_saved_folder}/figures/traces.png") as handle:
+        assert png.content == handle.read()
+
+
+def test_an_unfinished_analysis_cannot_be_saved(client, alice, demo, saving_now):
+    analysis = Analysis.objects.create(owner=alice, source_kind="catalogue", optimisation=demo)
+    client.force_login(alice)
+    response = client.post(reverse("analysis_app:save", args=[analysis.pk]), follow=True)
+    assert "Only a finished analysis can be saved." in response.content.decode()
+    saving_now.assert_not_called()
+
+
+def test_saving_needs_a_post(client, alice, catalogue_analysis):
+    client.force_login(alice)
+    response = client.get(reverse("analysis_app:save", args=[catalogue_analysis.pk]))
+    assert response.status_code == 405
