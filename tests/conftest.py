@@ -212,6 +212,16 @@ def running_beat(worker_database_url, tmp_path):
     stop_process_group(beat)
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on loopback, for the storage tests that run on S3."""
+    from tests.fixtures.s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def make_user(db):
     from django.contrib.auth import get_user_model

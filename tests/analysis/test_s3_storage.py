@@ -1,63 +1,22 @@
 """The same analysis and save with S3 storage (a moto server on loopback)."""
 
-import subprocess
-import sys
-import time
 from unittest import mock
 
-import boto3
 import pytest
 from django.core.files.storage import default_storage
 from django.test import override_settings
 from django.urls import reverse
 
 from analysis_app import services
-from rebuild_site.services import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for_port("127.0.0.1", port, timeout=30, process=server)
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
-
-
 @pytest.fixture
-def s3(s3_endpoint, settings):
-    bucket = f"analyses-{time.monotonic_ns()}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
-    default = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": bucket,
-            "endpoint_url": s3_endpoint,
-            "access_key": "testing",
-            "secret_key": "testing",
-            "region_name": "us-east-1",
-            "default_acl": None,
-            "file_overwrite": True,
-        },
-    }
+def s3(s3_server, settings):
+    default = s3_server.new_bucket_storage("analyses")
     with override_settings(STORAGES={**settings.STORAGES, "default": default}):
-        yield bucket
+        yield default["OPTIONS"]["bucket_name"]
 
 
 def test_analyse_and_save_on_s3(s3, client, alice, django_capture_on_commit_callbacks):

@@ -1,49 +1,11 @@
 """One storage suite, run on the filesystem backend and on S3 (a moto server on loopback)."""
 
 import os
-import subprocess
-import sys
-import time
 
-import boto3
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.test import override_settings
-
-from rebuild_site.services import free_port, wait_for_port
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for_port("127.0.0.1", port, timeout=30, process=server)
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
-
-
-def _s3_storage_settings(endpoint: str, bucket: str) -> dict:
-    return {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": bucket,
-            "endpoint_url": endpoint,
-            "access_key": "testing",
-            "secret_key": "testing",
-            "region_name": "us-east-1",
-            "default_acl": None,
-            "file_overwrite": True,
-        },
-    }
 
 
 @pytest.fixture(params=["filesystem", "s3"])
@@ -54,16 +16,7 @@ def storage(request, tmp_path, settings):
             "OPTIONS": {"location": str(tmp_path / "media")},
         }
     else:
-        endpoint = request.getfixturevalue("s3_server")
-        bucket = f"test-{time.monotonic_ns()}"
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        ).create_bucket(Bucket=bucket)
-        default = _s3_storage_settings(endpoint, bucket)
+        default = request.getfixturevalue("s3_server").new_bucket_storage()
     with override_settings(STORAGES={**settings.STORAGES, "default": default}):
         yield storages["default"]
 
