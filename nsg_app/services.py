@@ -25,6 +25,11 @@ class AccountCheckFailed(Exception):
 
 def nsg_account_save(*, owner, username: str, password: str) -> NsgAccount:
     """Check the credentials against NSG at once, then store them (password encrypted)."""
+    if not settings.NSG_APP_KEY:
+        raise AccountCheckFailed(
+            "The site has no NSG application key (NSG_APP_KEY), so NSG cannot be used yet: "
+            "ask the site's staff."
+        )
     try:
         with nsg_client(username, password, interactive=True) as client:
             client.list_jobs()

@@ -80,3 +80,13 @@ def test_the_admin_lists_accounts_without_passwords(client, staff, alice, nsg_ac
     account = NsgAccount.objects.get()
     for page in (listing, change):
         assert account.password_token not in page and "secret" not in page
+
+
+def test_a_site_without_an_nsg_application_key_says_so(client, alice, settings):
+    settings.NSG_APP_KEY = ""
+    client.force_login(alice)
+
+    response = client.post("/jobs/nsg-account/", {"username": "alice", "password": "secret"})
+
+    assert response.status_code == 400
+    assert "no NSG application key" in response.content.decode()
