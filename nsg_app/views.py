@@ -1,3 +1,5 @@
+import json
+
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -70,8 +72,22 @@ def account_forget(request):
 
 
 def jobs(request):
-    rows = Job.objects.visible_to(request.user).select_related("owner", "package")
-    return render(request, "nsg_app/jobs.html", {"jobs": rows, "account": _account(request.user)})
+    rows = list(
+        Job.objects.visible_to(request.user).select_related("owner", "package")[:JOBS_LISTED]
+    )
+    return render(
+        request,
+        "nsg_app/jobs.html",
+        {"jobs": rows, "account": _account(request.user), "signature": _signature(rows)},
+    )
+
+
+JOBS_LISTED = 500
+
+
+def _signature(rows) -> str:
+    """The jobs' ids, states and flags as the list page's script compares them."""
+    return json.dumps([[job.pk, job.state, job.flag] for job in rows], separators=(",", ":"))
 
 
 @require_POST
@@ -102,7 +118,7 @@ def job_status(request, pk):
 
 @require_GET
 def jobs_status(request):
-    rows = Job.objects.visible_to(request.user).select_related("owner", "package")[:500]
+    rows = Job.objects.visible_to(request.user).select_related("owner", "package")[:JOBS_LISTED]
     return JsonResponse({"jobs": [_job_state(job, history=False) for job in rows]})
 
 
@@ -116,6 +132,7 @@ def _job_state(job: Job, *, history: bool = True) -> dict:
         "active": job.is_active,
         "error": job.error,
         "flag": job.get_flag_display() if job.flag else "",
+        "flag_code": job.flag,
         "flag_detail": job.flag_detail,
         "can_collect": job.can_collect,
         "collect_blocked": job.collect_blocked_reason(),

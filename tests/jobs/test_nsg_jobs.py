@@ -395,3 +395,21 @@ def test_a_worker_killed_while_copying_is_replaced_and_the_copy_ends_complete(
         assert len(content) == entry["size"] == announced[entry["name"]]
         assert hashlib.sha256(content).hexdigest() == entry["sha256"]
     assert announced["output.tar.gz"] > 20 * 1024 * 1024
+
+
+def test_the_job_list_page_and_its_status_agree_on_what_is_shown(client, alice, demo_package):
+    """The list reloads itself when a job changes state: the page and the JSON must agree
+    while nothing changes, or it would reload for ever."""
+    package = demo_package(alice)
+    job = _active_job(alice, package, "NGBW-JOB-BLUEPYOPT_EXPANSE-" + "C" * 32)
+    Job.objects.filter(pk=job.pk).update(flag="no_checkpoint")
+    client.force_login(alice)
+
+    page = client.get("/jobs/").content.decode()
+    signature = page.split('data-signature="', 1)[1].split('"', 1)[0]
+    status = client.get("/jobs/status.json").json()
+
+    import html
+
+    shown = json.loads(html.unescape(signature))
+    assert shown == [[j["id"], j["state"], j["flag_code"]] for j in status["jobs"]]
