@@ -165,7 +165,10 @@ class LocalBackend:
             )
             return
         job.stage = result.status.value.upper()
-        job.save(update_fields=["stage", "updated_at"])
+        if result.status == RunStatus.COMPLETED and job.progress:
+            # The last progress file may predate the end: a finished run is all done.
+            job.progress = {**job.progress, "fraction": 1.0, "left_text": ""}
+        job.save(update_fields=["stage", "progress", "updated_at"])
         stage_record(job, job.stage, message=result.reason)
         if result.status == RunStatus.CANCELLED:
             job_finish(job, state=Job.State.CANCELLED, error="")

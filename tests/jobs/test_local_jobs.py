@@ -55,6 +55,7 @@ def test_run_here_to_a_checkpoint_in_storage_with_progress_matching_the_logbook(
     assert progress["evaluations"] == sum(record["nevals"] for record in logbook)
     assert progress["best"] == pytest.approx(logbook[-1]["min"])
     assert progress["average"] == pytest.approx(logbook[-1]["avg"])
+    assert progress["fraction"] == 1.0
     stages = list(job.stages.values_list("stage", flat=True))
     assert stages[0] == "RUNNING" and "COMPLETED" in stages
     page = client.get(f"/jobs/{job.pk}/status.json").json()
