@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from analysis_app.engine import errors
+from rebuild_site.access import OwnedQuerySet
 
 # Headings of the failure kinds the engine reports (analysis_app.engine.errors).
 ERROR_TITLES = {
@@ -24,11 +25,6 @@ ERROR_TITLES = {
     errors.INTERRUPTED: "The analysis was interrupted",
     errors.INTERNAL: "The analysis stopped unexpectedly",
 }
-
-
-class AnalysisQuerySet(models.QuerySet):
-    def visible_to(self, user) -> AnalysisQuerySet:
-        return self if user.is_staff else self.filter(owner=user)
 
 
 class Analysis(models.Model):
@@ -100,7 +96,7 @@ class Analysis(models.Model):
     save_error = models.TextField(blank=True)
     saved_at = models.DateTimeField(null=True, blank=True)
 
-    objects = AnalysisQuerySet.as_manager()
+    objects = OwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from rebuild_site.access import OwnedQuerySet
+
 
 class OptimisationQuerySet(models.QuerySet):
     def visible_to(self, user) -> OptimisationQuerySet:
@@ -79,11 +81,6 @@ class Optimisation(models.Model):
         return {self.key: self.parameters}
 
 
-class ParameterSetQuerySet(models.QuerySet):
-    def visible_to(self, user) -> ParameterSetQuerySet:
-        return self if user.is_staff else self.filter(owner=user)
-
-
 class ParameterSet(models.Model):
     """A user's saved version of an optimisation's parameters.json (new bounds)."""
 
@@ -100,7 +97,7 @@ class ParameterSet(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ParameterSetQuerySet.as_manager()
+    objects = OwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["optimisation", "owner", "-version"]
@@ -112,11 +109,6 @@ class ParameterSet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.optimisation.name} v{self.version} ({self.owner})"
-
-
-class RunPackageQuerySet(models.QuerySet):
-    def visible_to(self, user) -> RunPackageQuerySet:
-        return self if user.is_staff else self.filter(owner=user)
 
 
 class RunPackage(models.Model):
@@ -140,7 +132,7 @@ class RunPackage(models.Model):
     fixes = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = RunPackageQuerySet.as_manager()
+    objects = OwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

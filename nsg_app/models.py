@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from rebuild_site.access import OwnedQuerySet
+
 
 def _fernet() -> MultiFernet:
     # CREDENTIALS_KEY may list several keys, newest first: old tokens stay readable while
@@ -51,10 +53,7 @@ class NsgAccount(models.Model):
             ) from None
 
 
-class JobQuerySet(models.QuerySet):
-    def visible_to(self, user) -> JobQuerySet:
-        return self if user.is_staff else self.filter(owner=user)
-
+class JobQuerySet(OwnedQuerySet):
     def active(self) -> JobQuerySet:
         return self.filter(state__in=Job.ACTIVE_STATES)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import wraps
 
 from django.core.exceptions import PermissionDenied
+from django.db import models
 
 
 def staff_required(view):
@@ -19,8 +20,8 @@ def staff_required(view):
     return wrapper
 
 
-def visible_to(queryset, user, owner_field: str = "owner"):
-    """Rows a user may see: their own, and every row for staff."""
-    if user.is_staff:
-        return queryset
-    return queryset.filter(**{owner_field: user})
+class OwnedQuerySet(models.QuerySet):
+    """Rows that belong to a user: each user sees their own, staff see all."""
+
+    def visible_to(self, user):
+        return self if user.is_staff else self.filter(owner=user)
