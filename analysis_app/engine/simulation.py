@@ -14,10 +14,8 @@ engine never unpickles anything this process, which runs the model's code, wrote
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.metadata
-import inspect
 import json
 import math
 import multiprocessing
@@ -33,11 +31,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from models_app.bpo.loading import ModelCodeError, load_evaluator
+
 from .errors import CHECKPOINT_UNREADABLE, MODEL_ERROR
 from .progress import LOADING, SCORING, SIMULATING, write_json_atomically, write_progress
 
-ENTRY_SCRIPT = "opt_neuron.py"
-EVALUATOR_MODULE = "model.evaluator"
 _PARENT_POLL_SECONDS = 1.0
 
 # Set before the worker processes are forked; they inherit them.
@@ -196,23 +194,15 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _create_evaluator(key: str) -> tuple[Any, dict[str, Any]]:
-    """``model.evaluator.create(key)``, with opt_neuron.py's own literal arguments when the
-    model's ``create`` needs more than the key."""
-    module = _model_call(
-        f"importing {EVALUATOR_MODULE}", lambda: importlib.import_module(EVALUATOR_MODULE)
-    )
-    create = getattr(module, "create", None)
-    if not callable(create):
-        raise SimulationFailure(MODEL_ERROR, "model/evaluator.py has no create() function.")
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
+    """The model's evaluator, built as its own opt_neuron.py builds it (one loader for all)."""
     try:
-        inspect.signature(create).bind(key)
-    except TypeError:
-        args, kwargs = entry_script_arguments(Path(ENTRY_SCRIPT).read_text(encoding="utf-8"), key)
-    except ValueError:  # no signature to inspect (a builtin): call with the key
-        pass
-    evaluator = _model_call(f"evaluator.create('{key}')", lambda: create(key, *args, **kwargs))
+        evaluator, script = load_evaluator(Path.cwd(), key)
+    except ModelCodeError as failure:
+        raise SimulationFailure(
+            MODEL_ERROR,
+            f"The model's code failed in {failure.step}: {_one_line(failure.error)}",
+            {"traceback": _traceback(failure.error), "step": failure.step},
+        ) from None
     for attribute in ("fitness_protocols", "fitness_calculator", "cell_model", "param_dict"):
         if not hasattr(evaluator, attribute):
             raise SimulationFailure(
@@ -220,57 +210,11 @@ def _create_evaluator(key: str) -> tuple[Any, dict[str, Any]]:
                 f"evaluator.create('{key}') returned a {type(evaluator).__name__} without "
                 f"{attribute}; a BluePyOpt CellEvaluator is needed.",
             )
-    return evaluator, {"args": _plain(args), "kwargs": _plain(kwargs)}
-
-
-def entry_script_arguments(source: str, key: str) -> tuple[list[Any], dict[str, Any]]:
-    """The literal arguments after the key in opt_neuron.py's ``evaluator.create`` call.
-
-    Arguments that are not literals (variables, expressions) are left out.
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return [], {}
-    for node in ast.walk(tree):
-        if not (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "create"
-        ):
-            continue
-        owner = node.func.value
-        owner_name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
-        if owner_name != "evaluator":
-            continue
-        positional = [_literal(argument) for argument in node.args]
-        keywords = {
-            keyword.arg: _literal(keyword.value)
-            for keyword in node.keywords
-            if keyword.arg is not None and keyword.arg != "etype"
-        }
-        if positional and positional[0] == key:
-            positional = positional[1:]
-        elif not any(keyword.arg == "etype" for keyword in node.keywords):
-            continue
-        args = []
-        for value in positional:
-            if value is _NOT_LITERAL:
-                break  # later positional arguments would shift
-            args.append(value)
-        kwargs = {name: value for name, value in keywords.items() if value is not _NOT_LITERAL}
-        return args, kwargs
-    return [], {}
-
-
-_NOT_LITERAL = object()
-
-
-def _literal(node: ast.AST) -> Any:
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return _NOT_LITERAL
+    return evaluator, {
+        "args": _plain(script.args),
+        "kwargs": _plain(script.kwargs),
+        "imports": script.imports,
+    }
 
 
 def _model_call(what: str, call):

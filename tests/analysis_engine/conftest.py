@@ -25,9 +25,6 @@ DEMO_NAME = "CA1_pyr_cACpyr_ballstick3_20261101120000"
 DEMO = ROOT / "models_app" / "demo" / DEMO_NAME
 KEY = "CA1_PC_demo"
 RUN_NAME = "CA1_pyr_cACpyr_ballstick3_20261125120000"
-REFERENCE_ASC = Path(
-    "/work/shared/reference/model-CA1-pyr-oh140807_A0_idJ/morphology/oh140807_A0_idJ.asc"
-)
 # The demo's best run, as stored in checkpoints/seed1.pkl.
 SEED1_STORED_FITNESS = 8.47
 

@@ -219,6 +219,7 @@ def test_legacy_create_signature_gets_opt_neuron_arguments(tmp_path, mechanisms_
     assert result.analysis["evaluator"]["create_arguments"] == {
         "args": ["all"],
         "kwargs": {"cvode_active": True, "dt": 0.025},
+        "imports": ["model.evaluator"],
     }
     assert result.best["fitness"]["recomputed"] == pytest.approx(SEED1_STORED_FITNESS, abs=0.01)
 
@@ -262,3 +263,40 @@ def test_cli_time_limit_kills_the_simulation(tmp_path, mechanisms_cache):
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("init_file", [None, ""], ids=["namespace-package", "empty-init"])
+def test_a_model_that_works_only_through_opt_neuron_imports_is_analysed(
+    tmp_path, mechanisms_cache, init_file
+):
+    """The HBP family's quirk: model/evaluator.py does `import model` and calls
+    `model.template.create`, which exists only because opt_neuron.py imported
+    model.template first; model/ has no __init__.py or an empty one."""
+    folder = copy_demo(tmp_path)
+    init = folder / "model" / "__init__.py"
+    init.unlink()
+    if init_file is not None:
+        init.write_text(init_file)
+    evaluator = folder / "model" / "evaluator.py"
+    source = evaluator.read_text()
+    assert "from . import template\n" in source and "template.create(etype)" in source
+    evaluator.write_text(
+        source.replace("from . import template\n", "import model  # NOQA\n")
+        .replace("template.load_config(", "model.template.load_config(")
+        .replace("cell = template.create(etype)", "cell = model.template.create(etype)")
+    )
+    script = folder / "opt_neuron.py"
+    script.write_text(
+        script.read_text().replace(
+            "import model.evaluator\n",
+            "from model.evaluator import *\nfrom model.template import *\n"
+            "from model.analysis import *\n",
+        )
+    )
+    result = analyse(folder, tmp_path / "out", mechanisms_cache=mechanisms_cache)
+    assert result.analysis["evaluator"]["create_arguments"]["imports"] == [
+        "model.evaluator",
+        "model.template",
+        "model.analysis",
+    ]
+    assert result.best["fitness"]["recomputed"] == pytest.approx(SEED1_STORED_FITNESS, abs=0.01)

@@ -10,10 +10,10 @@ import pytest
 from analysis_app.engine import figures
 from analysis_app.engine.analysis import fitness_comparison
 from analysis_app.engine.morphology import MorphologyError, read_morphology
-from analysis_app.engine.simulation import entry_script_arguments
 from analysis_app.engine.traces import downsample
+from models_app.bpo.loading import read_entry_script
 
-from .conftest import DEMO, REFERENCE_ASC
+from .conftest import DEMO
 
 SMALL_ASC = textwrap.dedent(
     """
@@ -98,18 +98,6 @@ def test_unreadable_morphologies_are_refused(tmp_path):
         read_morphology(other)
 
 
-@pytest.mark.skipif(not REFERENCE_ASC.exists(), reason="the reference morphology is not here")
-def test_real_hippocampal_morphology_is_drawn():
-    morphology = read_morphology(REFERENCE_ASC)
-    assert set(morphology.neurites) == {"axon", "basal", "apical"}
-    assert len(morphology.soma) == 1
-    assert morphology.point_count > 7000
-    figure = figures.morphology_figure(morphology)
-    assert [trace.name for trace in figure.data] == ["soma", "axon", "basal", "apical"]
-    assert figure.layout.yaxis.scaleanchor == "x"
-    assert figures.morphology_3d_figure(morphology).layout.scene.aspectmode == "data"
-
-
 def test_fitness_difference_flag():
     software = {"efel": "5.7.34", "neuron": "9.0.2", "bluepyopt": "1.14.26"}
     drifted = fitness_comparison(97.56, 5577.7, software)
@@ -139,8 +127,30 @@ def test_opt_neuron_arguments_are_read_without_running_it():
         "evaluator = model.evaluator.create('KEY', 'all', cvode_active=True, dt=0.025,\n"
         "                                   seed=os.getenv('SEED'))\n"
     )
-    assert entry_script_arguments(source, "KEY") == (["all"], {"cvode_active": True, "dt": 0.025})
-    assert entry_script_arguments("print 'python 2'", "KEY") == ([], {})
+    script = read_entry_script(source)
+    assert (script.args, script.kwargs) == (["all"], {"cvode_active": True, "dt": 0.025})
+    assert script.create_key == "KEY"
+    assert script.imports == ["model.evaluator"]
+    python2 = read_entry_script("print 'python 2'")
+    assert (python2.imports, python2.args, python2.kwargs) == ([], [], {})
+
+
+def test_the_model_imports_of_opt_neuron_are_read_in_order_up_to_the_create_call():
+    source = (
+        "import os\n"
+        "from model.evaluator import *\n"
+        "from model.template import *\n"
+        "try:\n"
+        "    from model.analysis import *\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "evaluator = model.evaluator.create(etype='W_1', cvode_active=True)\n"
+        "import model.late\n"
+    )
+    script = read_entry_script(source)
+    assert script.imports == ["model.evaluator", "model.template", "model.analysis"]
+    assert script.create_key == "W_1"
+    assert script.kwargs == {"cvode_active": True}
 
 
 def test_stimulus_current_sums_the_envelopes():
