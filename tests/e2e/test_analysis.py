@@ -51,3 +51,25 @@ def test_view_the_best_run_s_figures_and_save_the_analysis(
     expect(saved).to_contain_text(f"BluePyOptAnalysis/alice/{demo}/")
     saved.get_by_role("link", name=demo).click()
     expect(page.locator("#figure-evolution .main-svg").first).to_be_visible()
+
+
+def test_every_individual_s_figures_draw_and_switching_back_works(
+    page, live_server, login, alice, demo, running_worker
+):
+    login(alice)
+    page.get_by_role("link", name="Analyses").click()
+    page.get_by_label("Catalogue model's best run").check()
+    page.get_by_label("Catalogue model", exact=True).select_option(label=f"{demo} (seed1.pkl)")
+    page.get_by_label("Best individuals to simulate").fill("3")
+    page.get_by_role("button", name="View analysis").click()
+
+    traces = page.locator("#figure-traces")
+    expect(traces.locator(".main-svg").first).to_be_visible(timeout=120_000)
+    chooser = page.get_by_label("Individual")
+    labels = chooser.locator("option").all_inner_texts()
+    assert len(labels) == 3
+    for label in [labels[1], labels[2], labels[0], labels[2]]:
+        chooser.select_option(label=label)
+        expect(page.locator("#figures")).to_have_attribute("data-drawn", str(labels.index(label)))
+        for name in ("morphology", "evolution", "objectives", "traces", "parameters", "features"):
+            expect(page.locator(f"#figure-{name} .main-svg").first).to_be_visible()
