@@ -344,17 +344,42 @@ def analysis_traces_zip(*, analysis: Analysis, label: str) -> IO[bytes]:
 # ----------------------------------------------------------------------------- save
 
 
-def saved_folder(analysis: Analysis) -> str:
-    """``BluePyOptAnalysis/<user>/<folder>``: where "Save analysis" writes (the notebook's)."""
-    folder = _safe_name(analysis.folder or f"analysis-{analysis.pk}")
+def saved_folder(analysis: Analysis, name: str | None = None) -> str:
+    """``BluePyOptAnalysis/<user>/<folder>``: where "Save analysis" writes (the notebook's).
+
+    ``name`` is the folder the user chose; by default the analysed run's folder.
+    """
+    folder = _safe_name(name or analysis.folder or f"analysis-{analysis.pk}")
     return f"{SAVED_PREFIX}/{analysis.owner.get_username()}/{folder}"
 
 
-def analysis_save_start(*, analysis: Analysis) -> str:
+def free_saved_folder(analysis: Analysis, name: str | None = None) -> str:
+    """The first folder name from ``name`` (default: the run's folder) whose saved folder is
+    neither in storage nor claimed by another analysis: ``name``, ``name-2``, ``name-3`` ...
+
+    The page offers it, so a taken folder never dead-ends the user."""
+    base = name or analysis.folder or f"analysis-{analysis.pk}"
+    for number in range(1, _MAX_FOLDER_SUFFIX + 1):
+        candidate = base if number == 1 else f"{base}-{number}"
+        prefix = saved_folder(analysis, candidate)
+        if not _saved_folder_taken(prefix):
+            return prefix.rsplit("/", 1)[1]
+    return f"{base}-{analysis.pk}-{int(timezone.now().timestamp())}"
+
+
+_MAX_FOLDER_SUFFIX = 50
+
+
+def _saved_folder_taken(prefix: str) -> bool:
+    return Analysis.objects.filter(saved_to=prefix).exists() or _storage_folder_exists(prefix)
+
+
+def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
     """Claim the analysis' saved folder and queue the copy; the folder's name.
 
     Raises SaveRefused when the analysis is not finished, is saved already, or its folder
-    exists in storage (an existing folder is never overwritten).
+    exists in storage (an existing folder is never overwritten); the refusal names a free
+    folder to use instead.
     """
     if analysis.status != Analysis.Status.DONE:
         raise SaveRefused("Only a finished analysis can be saved.")
@@ -362,13 +387,23 @@ def analysis_save_start(*, analysis: Analysis) -> str:
         raise SaveRefused(f"This analysis is already saved in {analysis.saved_to}/.")
     if analysis.save_status == Analysis.SaveStatus.SAVING:
         raise SaveRefused(f"This analysis is being saved to {analysis.saved_to}/.")
-    prefix = saved_folder(analysis)
-    exists = SaveRefused(
-        f"{prefix}/ already exists in storage, and an analysis is never overwritten. "
-        "The saved analysis of that folder is listed under Saved analyses."
-    )
+    name = (name or "").strip() or None
+    if name is not None and (_safe_name(name) != name or len(name) > 200):
+        raise SaveRefused(
+            f"{name!r} cannot be a folder name: use letters, digits, '.', '-' and '_' "
+            f"(for example {_safe_name(name)!r})."
+        )
+    prefix = saved_folder(analysis, name)
+
+    def taken() -> SaveRefused:
+        free = free_saved_folder(analysis, name)
+        return SaveRefused(
+            f"{prefix}/ already exists, and an analysis is never overwritten. "
+            f"Save it as {free!r} instead (the name is filled in below), or choose another."
+        )
+
     if _storage_folder_exists(prefix):
-        raise exists
+        raise taken()
     try:
         with transaction.atomic():
             claimed = (
@@ -377,7 +412,7 @@ def analysis_save_start(*, analysis: Analysis) -> str:
                 .update(saved_to=prefix, save_status=Analysis.SaveStatus.SAVING, save_error="")
             )
     except IntegrityError:
-        raise exists from None
+        raise taken() from None
     if not claimed:
         raise SaveRefused("This analysis is being saved already.")
     from analysis_app.tasks import save_analysis

@@ -111,7 +111,8 @@ def analysis(request, pk):
         context.update(
             document=document,
             individuals=[_with_shown_difference(i) for i in document["individuals"]],
-            save_folder=services.saved_folder(analysis),
+            save_parent=services.saved_folder(analysis).rsplit("/", 1)[0],
+            free_folder=services.free_saved_folder(analysis),
             large_difference=any(i["fitness"]["large_difference"] for i in document["individuals"]),
             figures=[
                 (name, FIGURE_TITLES[name])
@@ -240,7 +241,9 @@ def analysis_save(request, pk):
         messages.error(request, "Only the analysis' owner can save it (into their own folder).")
         return redirect(analysis)
     try:
-        prefix = services.analysis_save_start(analysis=analysis)
+        prefix = services.analysis_save_start(
+            analysis=analysis, name=request.POST.get("folder", "")[:500]
+        )
     except services.SaveRefused as error:
         messages.error(request, f"Not saved: {error}")
     else:

@@ -28,10 +28,12 @@ def saving_now():
         yield delay
 
 
-def save(client, analysis, capture):
-    """Click "Save analysis"; the page as it shows then, and once the copy is done."""
+def save(client, analysis, capture, folder=None):
+    """Click "Save analysis" (with the folder name typed, if any); the page as it shows
+    then, and once the copy is done."""
+    data = {} if folder is None else {"folder": folder}
     with capture(execute=True):
-        response = client.post(reverse("analysis_app:save", args=[analysis.pk]), follow=True)
+        response = client.post(reverse("analysis_app:save", args=[analysis.pk]), data, follow=True)
     analysis.refresh_from_db()
     after = client.get(analysis.get_absolute_url())
     return response.content.decode() + after.content.decode()
@@ -102,14 +104,48 @@ def test_an_existing_folder_is_never_overwritten(
 
     again = analysed(alice, source_kind="catalogue", optimisation=demo)
     page = save(client, again, django_capture_on_commit_callbacks)
-    assert f"Not saved: {clean_saved_folder}/ already exists in storage" in page
+    free = f"{again.folder}-2"
+    assert f"Not saved: {clean_saved_folder}/ already exists" in page
     assert "never overwritten" in page
+    assert f"Save it as &#x27;{free}&#x27; instead" in page
+    # the page does not dead-end: the free name is filled in
+    assert f'name="folder" value="{free}"' in page
     assert (again.save_status, again.saved_to) == ("", "")
     after = {
         name: digest(f"{clean_saved_folder}/{name}") for name in stored_files(clean_saved_folder)
     }
     assert after == before
     assert saving_now.call_count == 1
+
+    remove_stored_folder(f"{clean_saved_folder}-2")
+    try:
+        page = save(client, again, django_capture_on_commit_callbacks, folder=free)
+        assert f"Saved in <code>{clean_saved_folder}-2/</code>" in page
+        assert (again.save_status, again.saved_to) == ("saved", f"{clean_saved_folder}-2")
+        assert "cell_best.hoc" in stored_files(f"{clean_saved_folder}-2")
+        unchanged = {
+            name: digest(f"{clean_saved_folder}/{name}")
+            for name in stored_files(clean_saved_folder)
+        }
+        assert unchanged == before
+    finally:
+        remove_stored_folder(f"{clean_saved_folder}-2")
+
+
+def test_a_folder_name_that_is_not_a_plain_name_is_refused(
+    client,
+    alice,
+    catalogue_analysis,
+    clean_saved_folder,
+    saving_now,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(alice)
+    page = save(client, catalogue_analysis, django_capture_on_commit_callbacks, folder="../bob/x")
+    assert "cannot be a folder name" in page
+    catalogue_analysis.refresh_from_db()
+    assert catalogue_analysis.save_status == ""
+    saving_now.assert_not_called()
 
 
 def test_a_folder_already_in_storage_is_refused(
@@ -123,7 +159,7 @@ def test_a_folder_already_in_storage_is_refused(
     default_storage.save(f"{clean_saved_folder}/notes.txt", ContentFile(b"saved by the notebook"))
     client.force_login(alice)
     page = save(client, catalogue_analysis, django_capture_on_commit_callbacks)
-    assert "already exists in storage" in page
+    assert f"{clean_saved_folder}/ already exists" in page
     assert stored_files(clean_saved_folder) == {"notes.txt"}
     saving_now.assert_not_called()
 
