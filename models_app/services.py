@@ -321,9 +321,22 @@ def _store(
 @contextmanager
 def optimisation_folder(optimisation: Optimisation) -> Iterator[Path]:
     """The optimisation's original files, unpacked from storage into a temporary folder."""
+    with _stored_zip_folder(optimisation.archive) as root:
+        yield root
+
+
+@contextmanager
+def package_folder(package: RunPackage) -> Iterator[Path]:
+    """A run package's files as built (init.py, configs with the user's bounds, fixes)."""
+    with _stored_zip_folder(package.file) as root:
+        yield root
+
+
+@contextmanager
+def _stored_zip_folder(name: str) -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(prefix="catalogue-"))
     try:
-        with default_storage.open(optimisation.archive, "rb") as handle:
+        with default_storage.open(name, "rb") as handle:
             extracted = extract_zip(handle, work / "unpacked")
         yield find_root(extracted.path)
     finally:
@@ -331,6 +344,14 @@ def optimisation_folder(optimisation: Optimisation) -> Iterator[Path]:
 
 
 # ----------------------------------------------------------------------------- parameters
+
+
+class NothingChanged(Exception):
+    """The submitted bounds are those of the version they were edited from."""
+
+    def __init__(self, base_label: str) -> None:
+        super().__init__(base_label)
+        self.base_label = base_label
 
 
 def parameter_set_save(
@@ -342,6 +363,10 @@ def parameter_set_save(
     """
     start = base.parameters if base is not None else optimisation.parameters_document()
     updated = apply_bounds(start, optimisation.key, bounds)
+    if not bounds_changes(start[optimisation.key], updated[optimisation.key]):
+        raise NothingChanged(
+            f"version {base.version}" if base is not None else "the original parameters"
+        )
     changes = [
         [c.section, c.name, c.old_lower, c.old_upper, c.lower, c.upper]
         for c in bounds_changes(optimisation.parameters, updated[optimisation.key])

@@ -14,7 +14,13 @@ from django.views.decorators.http import require_GET, require_POST
 from models_app import services
 from models_app.bpo.features import feature_rows
 from models_app.bpo.package import InvalidPackageRequest, init_script, max_ngen_warning
-from models_app.bpo.parameters import InvalidBounds, bound_field, parameter_table, validate_bounds
+from models_app.bpo.parameters import (
+    InvalidBounds,
+    bound_field,
+    parameter_table,
+    unphysical_bounds,
+    validate_bounds,
+)
 from models_app.bpo.protocols import stimulus_traces
 from models_app.bpo.source import source_files
 from models_app.forms import RunSettingsForm, UploadForm
@@ -199,9 +205,11 @@ def detail(
         .filter(optimisation=optimisation)
         .select_related("parameter_set", "owner")
     )
-    form = settings_form or RunSettingsForm(
-        initial={"version": version.version if version else None}
-    )
+    built = _built_package(request, optimisation)
+    initial = {"version": version.version if version else None}
+    if built is not None:  # the settings keep what the user just built
+        initial.update(offspring_size=built.offspring_size, max_ngen=built.max_ngen)
+    form = settings_form or RunSettingsForm(initial=initial)
     context = {
         "optimisation": optimisation,
         "version": version,
@@ -215,6 +223,7 @@ def detail(
         "bound_errors": bound_errors,
         "settings_form": form,
         "packages": packages,
+        "built_package": built,
         "tab": tab or request.GET.get("tab", "features"),
     }
     return render(request, "models_app/detail.html", context, status=status)
@@ -242,6 +251,15 @@ def save_parameters(request, pk):
             )
         except InvalidBounds as error:
             errors = error.errors
+        except services.NothingChanged as unchanged:
+            messages.info(
+                request,
+                f"Nothing was saved: these bounds are those of {unchanged.base_label}.",
+            )
+            return redirect(
+                f"{reverse('models_app:detail', args=[pk])}?tab=parameters"
+                + (f"&version={base.version}" if base else "")
+            )
     if errors:
         messages.error(request, "The parameters were not saved: correct the fields marked below.")
         return detail(
@@ -252,6 +270,8 @@ def save_parameters(request, pk):
         request,
         f"Saved parameters version {saved.version} ({changed} bound{'s' if changed != 1 else ''} changed from the original).",
     )
+    for warning in unphysical_bounds(submitted):
+        messages.warning(request, warning)
     return redirect(
         f"{reverse('models_app:detail', args=[pk])}?version={saved.version}&tab=parameters"
     )
@@ -282,8 +302,20 @@ def create_package(request, pk):
     if warning:
         messages.warning(request, warning)
     return redirect(
-        f"{reverse('models_app:detail', args=[pk])}?tab=optimisation"
+        f"{reverse('models_app:detail', args=[pk])}?tab=optimisation&package={package.pk}"
         + (f"&version={version.version}" if version else "")
+    )
+
+
+def _built_package(request, optimisation) -> RunPackage | None:
+    """The package named by ?package= (the one just built), if the user may see it."""
+    number = request.GET.get("package", "")
+    if not (number.isascii() and number.isdigit() and len(number) < 12):
+        return None
+    return (
+        RunPackage.objects.visible_to(request.user)
+        .filter(optimisation=optimisation, pk=int(number))
+        .first()
     )
 
 
@@ -300,6 +332,15 @@ def package_download(request, pk):
 def source(request, pk):
     """The package's source files, highlighted (loaded when the panel is first opened)."""
     optimisation = _get_optimisation(request, pk)
+    built = _built_package(request, optimisation)
+    if built is not None:  # the package just built, exactly as it is stored
+        with services.package_folder(built) as root:
+            files = _highlighted_files(root)
+        return render(
+            request,
+            "models_app/source.html",
+            {"files": files, "stylesheet": stylesheet(), "package": built},
+        )
     form = RunSettingsForm(request.GET)
     offspring, generations = 10, 2
     if form.is_valid():
@@ -314,14 +355,16 @@ def source(request, pk):
         }
     ]
     with services.optimisation_folder(optimisation) as root:
-        for source_file in source_files(root):
-            if source_file.path == "init.py":
-                continue
-            files.append(
-                {
-                    "path": source_file.path,
-                    "html": highlighted(source_file.text, source_file.language),
-                    "truncated": source_file.truncated,
-                }
-            )
+        files += [file for file in _highlighted_files(root) if file["path"] != "init.py"]
     return render(request, "models_app/source.html", {"files": files, "stylesheet": stylesheet()})
+
+
+def _highlighted_files(root) -> list[dict]:
+    return [
+        {
+            "path": source_file.path,
+            "html": highlighted(source_file.text, source_file.language),
+            "truncated": source_file.truncated,
+        }
+        for source_file in source_files(root)
+    ]

@@ -12,6 +12,7 @@ entries is kept: the evaluator builds its parameter vector in that order.
 """
 
 import copy
+import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -190,6 +191,38 @@ def bounds_changes(original: Mapping[str, Any], changed: Mapping[str, Any]) -> l
                 BoundsChange(row.section, row.name, old.lower, old.upper, row.lower, row.upper)
             )
     return changes
+
+
+# NEURON's parameters that cannot be negative: maximal conductances (gbar_kdr, gkabar_kap,
+# g_pas, ...), axial resistance and membrane capacitance. A bound below zero lets the
+# optimiser try a cell that does not exist; it is allowed (the user may know better) but said.
+_CONDUCTANCE = re.compile(r"^g[a-z0-9]*bar(_|$)|^gbar_|^g_pas$|^g_")
+_NEVER_NEGATIVE_UNITS = {"Ra": "ohm cm", "cm": "uF/cm2"}
+
+
+def unphysical_bounds(rows: Iterable[tuple[str, str, object, object]]) -> list[str]:
+    """Warnings for bounds that no real cell can have: a negative conductance, Ra or
+    capacitance. ``rows`` are parsed ``(section, name, lower, upper)`` numbers."""
+    warnings = []
+    for section, name, lower, _upper in rows:
+        try:
+            negative = float(lower) < 0
+        except (TypeError, ValueError):
+            continue
+        if not negative:
+            continue
+        if name in _NEVER_NEGATIVE_UNITS:
+            what = "axial resistance" if name == "Ra" else "membrane capacitance"
+            warnings.append(
+                f"{name} on {section}: a lower bound of {lower} {_NEVER_NEGATIVE_UNITS[name]} "
+                f"allows a negative {what}, which no cell has."
+            )
+        elif _CONDUCTANCE.match(name):
+            warnings.append(
+                f"{name} on {section}: a lower bound of {lower} S/cm2 allows a negative "
+                "conductance, which no channel has."
+            )
+    return warnings
 
 
 def parameter_problems(definitions: object) -> list[str]:

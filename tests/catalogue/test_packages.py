@@ -200,3 +200,22 @@ def test_source_code_panel_shows_the_package_files(client, alice, demo_model):
         assert f"<code>{path}</code>" in page
     assert "--offspring_size=6" in page
     assert 'class="highlight"' in page
+
+
+def test_after_create_zip_file_the_settings_and_source_show_the_package_built(
+    client, alice, demo_model
+):
+    client.force_login(alice)
+
+    response = client.post(
+        f"/catalogue/{demo_model.pk}/package/", {"offspring_size": "7", "max_ngen": "5"}
+    )
+
+    package = RunPackage.objects.get(owner=alice)
+    page = client.get(response["Location"]).content.decode()
+    assert 'name="offspring_size" id="id_offspring_size" value="7"' in page
+    assert 'name="max_ngen" id="id_max_ngen" value="5"' in page
+    assert f'data-package="{package.pk}"' in page
+    source = client.get(f"/catalogue/{demo_model.pk}/source/?package={package.pk}").content.decode()
+    assert f"The files of <code>{package.filename}</code>, as built." in source
+    assert "--offspring_size=7" in source and "--max_ngen=5" in source

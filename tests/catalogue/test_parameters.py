@@ -109,3 +109,30 @@ def test_versions_are_private_to_their_owner(client, alice, bob, demo_model):
         ).status_code
         == 404
     )
+
+
+def test_saving_unchanged_bounds_says_so_and_makes_no_version(client, alice, demo_model):
+    client.force_login(alice)
+
+    response = client.post(
+        f"/catalogue/{demo_model.pk}/parameters/", _form(client, demo_model), follow=True
+    )
+
+    assert "Nothing was saved: these bounds are those of the original parameters." in (
+        response.content.decode()
+    )
+    assert not ParameterSet.objects.filter(optimisation=demo_model).exists()
+
+
+def test_a_negative_conductance_bound_is_saved_with_a_warning(client, alice, demo_model):
+    client.force_login(alice)
+
+    response = client.post(
+        f"/catalogue/{demo_model.pk}/parameters/",
+        _form(client, demo_model, **{LOWER: "-0.01", UPPER: "0.05"}),
+        follow=True,
+    )
+
+    page = response.content.decode()
+    assert "Saved parameters version 1" in page
+    assert "gkbar_hh on somatic: a lower bound of -0.01 S/cm2 allows a negative conductance" in page

@@ -6,8 +6,8 @@ import pytest
 from playwright.sync_api import expect
 
 # Plotly draws after the page loads; on a busy 2-core machine that takes longer than
-# expect()'s default 5 s. The same patience as the page's own actions.
-expect.set_options(timeout=15_000)
+# expect()'s default 5 s.
+expect.set_options(timeout=30_000)
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
