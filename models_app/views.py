@@ -197,6 +197,7 @@ def detail(
                 "lower_error": bound_errors.get(lower_field),
                 "upper_error": bound_errors.get(upper_field),
                 "row_error": bound_errors.get(f"{parameter.section}.{parameter.name}"),
+                "unit": parameter.unit,
             }
         )
     versions = ParameterSet.objects.filter(optimisation=optimisation, owner=request.user)

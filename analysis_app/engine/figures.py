@@ -30,6 +30,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from models_app.bpo.units import feature_unit, mean_and_std
+
 from .morphology import Morphology, MorphologyError, read_morphology
 
 FIGURE_NAMES = (
@@ -304,11 +306,12 @@ def _objective_hover(objective: dict[str, Any]) -> str:
     if objective.get("stored_score") is not None:
         lines.append(f"stored score {_shown(objective['stored_score'])}")
     lines.append(f"model value {_shown_value(objective.get('value'))}")
+    if isinstance(objective.get("value"), list) and len(objective["value"]) > 1:
+        lines.append("scored as the mean of |value_i − mean| / std over the values")
     if objective.get("experimental_mean") is not None:
-        lines.append(
-            f"experiment {_shown(objective['experimental_mean'])} ± "
-            f"{_shown(objective.get('experimental_std'))}"
-        )
+        mean, std = mean_and_std(objective["experimental_mean"], objective.get("experimental_std"))
+        unit = feature_unit(objective.get("feature") or "")
+        lines.append(f"experiment {mean} ± {std}{' ' + unit if unit else ''}")
     return "<br>".join(lines)
 
 
@@ -524,7 +527,10 @@ def features_figure(analysis: dict[str, Any], individual: int = 0) -> go.Figure:
         title="Features: model value against the experimental mean ± std",
         template=_TEMPLATE,
         height=140 + 24 * len(names),
-        xaxis={"title": "(model value − experimental mean) / experimental std"},
+        xaxis={
+            "title": "(model value − experimental mean) / experimental std  ·  "
+            "score = |value − mean| / std (per-spike values: their mean deviation)"
+        },
         yaxis={
             "autorange": "reversed",
             "automargin": True,
@@ -536,10 +542,20 @@ def features_figure(analysis: dict[str, Any], individual: int = 0) -> go.Figure:
 
 
 def _deviation(row: dict[str, Any]) -> float | None:
+    """Where a feature is drawn: (value − mean) / std, so |x| is the objective's score.
+
+    For a feature with one value per spike BluePyOpt scores the mean of the per-spike
+    deviations, mean(|value_i − mean|) / std; the marker then sits at that score, on the
+    side of the mean where the values lie on average, so this figure and the objective
+    bars agree."""
     value = row.get("value")
     if isinstance(value, list):
         numbers = [v for v in value if isinstance(v, int | float)]
-        value = sum(numbers) / len(numbers) if numbers else None
+        if not numbers:
+            return None
+        mean = row["experimental_mean"]
+        spread = sum(abs(v - mean) for v in numbers) / len(numbers) / row["experimental_std"]
+        return math.copysign(spread, sum(numbers) / len(numbers) - mean)
     if not isinstance(value, int | float):
         return None
     return (value - row["experimental_mean"]) / row["experimental_std"]

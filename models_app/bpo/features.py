@@ -11,6 +11,7 @@ from typing import Any
 
 from .numeric import number_problem
 from .ordering import natural_key
+from .units import feature_unit, mean_and_std
 from .wording import json_type, shown
 
 LABEL = "features.json"
@@ -24,6 +25,15 @@ class FeatureRow:
     feature: str
     mean: float
     std: float
+
+    @property
+    def unit(self) -> str:
+        return feature_unit(self.feature)
+
+    @property
+    def shown(self) -> tuple[str, str]:
+        """Mean and std as text with the same decimals."""
+        return mean_and_std(self.mean, self.std)
 
 
 def feature_rows(features: Mapping[str, Any]) -> list[FeatureRow]:

@@ -12,7 +12,6 @@ entries is kept: the evaluator builds its parameter vector in that order.
 """
 
 import copy
-import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Literal
 from .errors import BpoError
 from .numeric import number_problem, parse_number
 from .ordering import natural_key
+from .units import parameter_unit
 from .wording import json_type, shown
 
 LABEL = "parameters.json"
@@ -65,6 +65,10 @@ class OptimisedParameter:
     upper: float
     distribution: str
 
+    @property
+    def unit(self) -> str:
+        return parameter_unit(self.name)
+
 
 @dataclass(frozen=True)
 class FixedParameter:
@@ -72,6 +76,10 @@ class FixedParameter:
     name: str
     value: float
     kind: str  # "global", "secvar" or the distribution applied to the value
+
+    @property
+    def unit(self) -> str:
+        return parameter_unit(self.name)
 
 
 @dataclass(frozen=True)
@@ -196,8 +204,7 @@ def bounds_changes(original: Mapping[str, Any], changed: Mapping[str, Any]) -> l
 # NEURON's parameters that cannot be negative: maximal conductances (gbar_kdr, gkabar_kap,
 # g_pas, ...), axial resistance and membrane capacitance. A bound below zero lets the
 # optimiser try a cell that does not exist; it is allowed (the user may know better) but said.
-_CONDUCTANCE = re.compile(r"^g[a-z0-9]*bar(_|$)|^gbar_|^g_pas$|^g_")
-_NEVER_NEGATIVE_UNITS = {"Ra": "ohm cm", "cm": "uF/cm2"}
+_NEVER_NEGATIVE = {"Ra": "axial resistance", "cm": "membrane capacitance"}
 
 
 def unphysical_bounds(rows: Iterable[tuple[str, str, object, object]]) -> list[str]:
@@ -211,13 +218,12 @@ def unphysical_bounds(rows: Iterable[tuple[str, str, object, object]]) -> list[s
             continue
         if not negative:
             continue
-        if name in _NEVER_NEGATIVE_UNITS:
-            what = "axial resistance" if name == "Ra" else "membrane capacitance"
+        if name in _NEVER_NEGATIVE:
             warnings.append(
-                f"{name} on {section}: a lower bound of {lower} {_NEVER_NEGATIVE_UNITS[name]} "
-                f"allows a negative {what}, which no cell has."
+                f"{name} on {section}: a lower bound of {lower} {parameter_unit(name)} "
+                f"allows a negative {_NEVER_NEGATIVE[name]}, which no cell has."
             )
-        elif _CONDUCTANCE.match(name):
+        elif parameter_unit(name) == "S/cm2":
             warnings.append(
                 f"{name} on {section}: a lower bound of {lower} S/cm2 allows a negative "
                 "conductance, which no channel has."

@@ -136,3 +136,16 @@ def test_a_negative_conductance_bound_is_saved_with_a_warning(client, alice, dem
     page = response.content.decode()
     assert "Saved parameters version 1" in page
     assert "gkbar_hh on somatic: a lower bound of -0.01 S/cm2 allows a negative conductance" in page
+
+
+def test_features_and_parameters_show_their_units_with_consistent_digits(client, alice, demo_model):
+    client.force_login(alice)
+    page = client.get(f"/catalogue/{demo_model.pk}/").content.decode()
+    # the demo's voltage_base of step_-0.1 is -72 ± 1.5 mV
+    assert (
+        '<td>voltage_base</td><td class="num">-72.0</td><td class="num">± 1.5</td>'
+        "<td>mV</td>" in page
+    )
+    assert "<td>Spikecount</td>" in page and "<td>count</td>" in page
+    parameters = client.get(f"/catalogue/{demo_model.pk}/?tab=parameters").content.decode()
+    assert '<td class="small text-muted">S/cm2</td>' in parameters
