@@ -15,6 +15,7 @@ from nsg_app.forms import VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitFo
 from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.nsg import NsgError, ValidationError
 from nsg_app.tasks import collect_job, poll_account
+from rebuild_site.timezones import shown
 
 
 def _get_job(request, pk) -> Job:
@@ -141,7 +142,12 @@ def _job_state(job: Job, *, history: bool = True) -> dict:
     }
     if history:
         state["stages"] = [
-            {"stage": s.stage, "at": s.at.isoformat(), "message": s.message}
+            {
+                "stage": s.stage,
+                "at": s.at.isoformat(),
+                "at_shown": shown(s.at),
+                "message": s.message,
+            }
             for s in job.stages.all()
         ]
         state["files"] = [{"name": f.name, "size": f.size} for f in job.result_files.all()]

@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "rebuild_site.timezones.UserTimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "rebuild_site.urls"
