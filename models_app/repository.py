@@ -46,13 +46,28 @@ def _open(url: str, session: requests.Session | None) -> tuple[BinaryIO, int | N
             url, stream=True, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT}
         )
     except requests.RequestException as error:
-        raise RepositoryError(f"cannot reach {url}: {error}") from None
+        raise RepositoryError(f"cannot reach {url}: {_why_unreachable(error)}") from None
     if response.status_code != 200:
         response.close()
         raise RepositoryError(f"{url} answered HTTP {response.status_code}")
     response.raw.decode_content = True
     length = response.headers.get("Content-Length")
     return response.raw, int(length) if length and length.isdigit() else None
+
+
+def _why_unreachable(error: requests.RequestException) -> str:
+    """A sentence for the user instead of urllib3's nested exception text."""
+    host = urlparse(getattr(error.request, "url", "") or "").hostname or "the server"
+    text = str(error)
+    if isinstance(error, requests.Timeout):
+        return f"{host} did not answer in time."
+    if "NameResolutionError" in text or "Name or service not known" in text:
+        return f"the name {host} could not be looked up (is this machine offline?)."
+    if isinstance(error, requests.ConnectionError):
+        return f"no connection to {host} could be made (is this machine offline?)."
+    if isinstance(error, requests.exceptions.SSLError):
+        return f"the secure connection to {host} failed."
+    return f"the request failed ({type(error).__name__})."
 
 
 def download(
