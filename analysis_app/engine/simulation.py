@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from models_app.bpo.loading import ModelCodeError, load_evaluator
+from nsg_app.local.inject.protocol_failures import error_chain, protocol_failure_message
 
 from .errors import CHECKPOINT_UNREADABLE, MODEL_ERROR
 from .progress import LOADING, SCORING, SIMULATING, write_json_atomically, write_progress
@@ -293,8 +294,8 @@ def _run_protocols(
                     process.join()
                     outcome = (
                         "failed",
-                        f"the process running it ended without a result "
-                        f"(exit code {process.exitcode})",
+                        f"Protocol {name} failed: the process running it ended without a "
+                        f"result (exit code {process.exitcode})",
                         "",
                     )
                 finally:
@@ -302,9 +303,7 @@ def _run_protocols(
                 process.join()
                 if outcome[0] != "done":
                     raise SimulationFailure(
-                        MODEL_ERROR,
-                        f"The protocol {name} failed: {outcome[1]}",
-                        {"traceback": outcome[2], "protocol": name},
+                        MODEL_ERROR, outcome[1], {"traceback": outcome[2], "protocol": name}
                     )
                 responses[rank].update(outcome[1])
                 scored[rank].update(outcome[3])
@@ -332,7 +331,10 @@ def _duration(protocol: Any) -> float:
 
 def _run_task(task: tuple[int, str], sending: Any) -> None:
     """In the forked process: run one protocol and score its objectives; send back
-    ("done", responses, seconds, scored) or ("failed", message, traceback)."""
+    ("done", responses, seconds, scored) or ("failed", message, traceback).
+
+    The message names the protocol and the error under BluePyOpt's "Failed to run Neuron
+    Sweep Protocol" (NEURON's own, for a mechanism no .mod file defines)."""
     rank, name = task
     started = time.perf_counter()
     try:
@@ -348,11 +350,17 @@ def _run_task(task: tuple[int, str], sending: Any) -> None:
         )
         outcome = ("done", task_responses, elapsed, scored)
     except BaseException as error:  # reported to the simulation process
-        outcome = ("failed", _one_line(error), _traceback(error))
+        outcome = ("failed", protocol_failure_message(name, error_chain(error)), _traceback(error))
     try:
         sending.send(outcome)
     except Exception as error:  # e.g. responses that cannot be pickled
-        sending.send(("failed", f"its responses cannot be sent back: {_one_line(error)}", ""))
+        sending.send(
+            (
+                "failed",
+                f"Protocol {name} failed: its responses cannot be sent back: {_one_line(error)}",
+                "",
+            )
+        )
     sending.close()
 
 
