@@ -32,7 +32,6 @@ from typing import Any
 
 from models_app.bpo.checkpoints import best_checkpoint, load_checkpoint, summarise_checkpoint
 from models_app.bpo.loading import ModelCodeError, load_evaluator
-from nsg_app.local.inject.protocol_failures import error_chain, protocol_failure_message
 
 from .errors import CHECKPOINT_UNREADABLE, MODEL_ERROR
 from .progress import LOADING, SCORING, SIMULATING, write_json_atomically, write_progress
@@ -371,6 +370,9 @@ def _run_task(task: tuple[int, str], sending: Any) -> None:
         )
         outcome = ("done", task_responses, elapsed, scored)
     except BaseException as error:  # reported to the simulation process
+        # Imported on failure only: the package around it costs this process a second.
+        from nsg_app.local.inject.protocol_failures import error_chain, protocol_failure_message
+
         outcome = ("failed", protocol_failure_message(name, error_chain(error)), _traceback(error))
     try:
         sending.send(outcome)
