@@ -69,6 +69,10 @@ def test_the_picker_lists_the_checkpoints_and_preselects_the_best(client, alice,
     model, worse = seeded(alice)
     client.force_login(alice)
 
+    detail = client.get(model.get_absolute_url()).content.decode()
+    assert "Best run: <code>seed2.pkl</code> of 2 checkpoints" in detail
+    assert f'href="{URL}?optimisation={model.pk}"' in detail
+
     page = client.get(f"{URL}?optimisation={model.pk}").content.decode()
 
     best = option(page, f"{model.pk}:seed2.pkl")
