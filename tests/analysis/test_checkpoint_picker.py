@@ -4,6 +4,7 @@ their seed and stored fitness and preselects the best run; the one chosen is ana
 from __future__ import annotations
 
 import html
+import pickle
 import re
 from io import StringIO
 from unittest import mock
@@ -58,6 +59,20 @@ def test_import_reads_each_checkpoint_s_seed_and_stored_fitness(alice, seeded):
     assert rows["seed2.pkl"]["hoc"] == "cell_seed2_0.hoc"
     # no _meta.json: the best is the lowest stored fitness (not the first name, not the newest)
     assert model.best_checkpoint == "seed2.pkl"
+
+
+def test_a_python_2_pickle_is_read(tmp_path):
+    from models_app.bpo.checkpoints import survey_checkpoints
+
+    folder, worse = demo_with_two_seeds(tmp_path)
+    python2 = (folder / "checkpoints" / "seed1.pkl").read_bytes()
+    with pytest.raises(UnicodeDecodeError):  # what a Python 3 reader without latin1 meets
+        pickle.loads(python2)
+
+    surveyed = {summary.name: summary for summary in survey_checkpoints(folder)}
+
+    assert surveyed["seed1.pkl"].fitness == pytest.approx(worse)
+    assert surveyed["seed1.pkl"].error == ""
 
 
 def test_the_meta_s_best_run_is_the_catalogue_model_s_best_run(alice, seeded):
