@@ -50,6 +50,12 @@ class AnalysisSourceForm(forms.Form):
         empty_label="Choose a model…",
         help_text="The model's own best run, as published (the notebook's GitHub source).",
     )
+    checkpoint = forms.ChoiceField(
+        label="Checkpoint",
+        required=False,
+        help_text="One per seed in the published catalogue, with the fitness its best "
+        "individual stored; the model's best run is chosen unless you choose another.",
+    )
     top = forms.IntegerField(
         label="Best individuals to simulate",
         min_value=1,
@@ -73,6 +79,21 @@ class AnalysisSourceForm(forms.Form):
         self.fields["optimisation"].label_from_instance = lambda model: (
             f"{model.name} ({model.best_checkpoint})"
         )
+        self._checkpoints = {
+            model.pk: catalogue_checkpoints(model) for model in self.fields["optimisation"].queryset
+        }
+        self.fields["checkpoint"].choices = [("", "The model's best run")] + [
+            (model.name, [(row["value"], row["label"]) for row in self._checkpoints[model.pk]])
+            for model in self.fields["optimisation"].queryset
+        ]
+        self.fields["checkpoint"].widget = CheckpointSelect(
+            choices=self.fields["checkpoint"].choices,
+            option_attrs={
+                row["value"]: {"data-model": str(pk), **({"data-best": ""} if row["best"] else {})}
+                for pk, rows in self._checkpoints.items()
+                for row in rows
+            },
+        )
         for name, field in self.fields.items():
             if name != "source":
                 kind = "form-select" if isinstance(field.widget, forms.Select) else "form-control"
@@ -94,11 +115,27 @@ class AnalysisSourceForm(forms.Form):
             elif not job.result_files.filter(name=NSG_OUTPUT).exists():
                 self.add_error("job", f"The stored result of {job.folder} holds no {NSG_OUTPUT}.")
         elif source == Analysis.Source.CATALOGUE:
-            if cleaned.get("optimisation") is None:
+            optimisation = cleaned.get("optimisation")
+            if optimisation is None:
                 self.add_error("optimisation", "Choose a catalogue model.")
+            else:
+                self._clean_checkpoint(cleaned, optimisation)
         elif source == Analysis.Source.UPLOAD:
             self._clean_upload(cleaned)
         return cleaned
+
+    def _clean_checkpoint(self, cleaned, optimisation) -> None:
+        """``<model id>:<file name>`` of the chosen model, or "" for its best run; the file name."""
+        value = cleaned.get("checkpoint") or ""
+        rows = self._checkpoints.get(optimisation.pk, [])
+        if not value:
+            cleaned["checkpoint"] = optimisation.best_checkpoint
+            return
+        chosen = next((row for row in rows if row["value"] == value), None)
+        if chosen is None:
+            self.add_error("checkpoint", f"Choose one of the checkpoints of {optimisation.name}.")
+        else:
+            cleaned["checkpoint"] = chosen["name"]
 
     def _clean_upload(self, cleaned) -> None:
         output, results_zip = cleaned.get("output"), cleaned.get("results_zip")
@@ -137,6 +174,52 @@ class AnalysisSourceForm(forms.Form):
             if data.get(field) is not None:
                 files[name] = data[field]
         return files
+
+
+class CheckpointSelect(forms.Select):
+    """A select whose options carry attributes of their own (their model, the best one)."""
+
+    def __init__(self, *args, option_attrs: dict[str, dict[str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.option_attrs = option_attrs
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        option["attrs"].update(self.option_attrs.get(str(value), {}))
+        return option
+
+
+def catalogue_checkpoints(optimisation: Optimisation) -> list[dict]:
+    """The model's checkpoints as the picker lists them: value, label, name, best.
+
+    From what the import read (seed and stored fitness); a model imported before that was
+    read lists its best run alone.
+    """
+    rows = optimisation.checkpoints or (
+        [{"name": optimisation.best_checkpoint}] if optimisation.best_checkpoint else []
+    )
+    listed = []
+    for row in rows:
+        name = row["name"]
+        parts = [name]
+        if row.get("seed") is not None:
+            parts.append(f"seed {row['seed']}")
+        if row.get("fitness") is not None:
+            parts.append(f"stored fitness {row['fitness']:.4f}")
+        elif row.get("error"):
+            parts.append("stored fitness unreadable")
+        best = name == optimisation.best_checkpoint
+        if best:
+            parts.append("best run")
+        listed.append(
+            {
+                "value": f"{optimisation.pk}:{name}",
+                "label": " · ".join(parts),
+                "name": name,
+                "best": best,
+            }
+        )
+    return listed
 
 
 def _job_label(job: Job, user) -> str:

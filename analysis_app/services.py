@@ -64,19 +64,22 @@ def analysis_create(
     top: int = 1,
     job=None,
     optimisation=None,
+    checkpoint: str = "",
     uploads: dict[str, IO[bytes]] | None = None,
 ) -> Analysis:
     """Record an analysis of the chosen source and queue it (after the transaction commits).
 
-    The form has checked that the source is the user's to analyse. ``uploads`` (an NSG
+    The form has checked that the source (and ``checkpoint``, a catalogue model's) is the
+    user's to analyse. ``uploads`` (an NSG
     result from the user's computer, ``{name: file}``) are stored under the user's area
     first; nothing of them is left when the analysis cannot be recorded.
     """
-    folder, checkpoint, uploaded = "", "", []
+    folder, chosen, uploaded = "", "", []
     if source_kind == Analysis.Source.JOB:
         folder = job.folder
     elif source_kind == Analysis.Source.CATALOGUE:
-        folder, checkpoint = optimisation.name, optimisation.best_checkpoint
+        # The checkpoint chosen among the model's (the form checked it), else its best run.
+        folder, chosen = optimisation.name, checkpoint or optimisation.best_checkpoint
     elif source_kind == Analysis.Source.UPLOAD:
         uploaded = _uploads_store(owner=owner, files=uploads or {})
     try:
@@ -88,7 +91,7 @@ def analysis_create(
                 optimisation=optimisation if source_kind == Analysis.Source.CATALOGUE else None,
                 uploaded_files=uploaded,
                 folder=folder,
-                checkpoint=checkpoint,
+                checkpoint=chosen,
                 top=top,
             )
             from analysis_app.tasks import run_analysis

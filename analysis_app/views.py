@@ -11,6 +11,7 @@ from analysis_app import services
 from analysis_app.engine.figures import FIGURE_NAMES, FigureExportError
 from analysis_app.forms import AnalysisSourceForm
 from analysis_app.models import Analysis
+from models_app.models import Optimisation
 from nsg_app.models import Job
 
 FIGURE_TITLES = {
@@ -69,6 +70,7 @@ def analyses(request):
             top=data["top"],
             job=data["job"],
             optimisation=data["optimisation"],
+            checkpoint=data.get("checkpoint") or "",
             uploads=form.uploaded() if data["source"] == Analysis.Source.UPLOAD else None,
         )
         return redirect(analysis)
@@ -91,6 +93,16 @@ def _initial_choice(request) -> dict:
     job = request.GET.get("job", "")
     if job.isdigit():
         return {"source": Analysis.Source.JOB, "job": int(job)}
+    model = request.GET.get("optimisation", "")
+    if model.isdigit():
+        # The catalogue's "Analyse" link: that model, its best run preselected.
+        found = Optimisation.objects.visible_to(request.user).filter(pk=int(model)).first()
+        if found is not None:
+            return {
+                "source": Analysis.Source.CATALOGUE,
+                "optimisation": found.pk,
+                "checkpoint": f"{found.pk}:{found.best_checkpoint}",
+            }
     if not Job.objects.visible_to(request.user).filter(state=Job.State.COLLECTED).exists():
         return {"source": Analysis.Source.CATALOGUE}
     return {}

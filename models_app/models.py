@@ -56,6 +56,11 @@ class Optimisation(models.Model):
     archive = models.CharField(max_length=500, help_text="Storage name of the folder's zip.")
     archive_sha256 = models.CharField(max_length=64)
     best_checkpoint = models.CharField(max_length=255, blank=True)
+    checkpoints = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[{name, seed, hoc, fitness, error}]: the folder's checkpoints, read at import.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -30,8 +30,9 @@ from django.utils import timezone
 
 from models_app import repository
 from models_app.bpo.archive import ArchiveError, extract_zip
+from models_app.bpo.checkpoints import best_checkpoint, survey_checkpoints
 from models_app.bpo.errors import BpoError
-from models_app.bpo.layout import CHECKPOINTS_DIR, COMPILED_DIR_NAMES, is_archiver_litter
+from models_app.bpo.layout import COMPILED_DIR_NAMES, is_archiver_litter
 from models_app.bpo.metadata import (
     CatalogueMetadata,
     InvalidMetadata,
@@ -248,12 +249,12 @@ def _descriptive_fields(loaded, metadata: CatalogueMetadata | None) -> dict:
     return fields
 
 
-def _best_checkpoint(root: Path, metadata: CatalogueMetadata | None) -> str:
-    checkpoints = root / CHECKPOINTS_DIR
-    if metadata is not None and metadata.best_run and (checkpoints / metadata.best_run).is_file():
-        return metadata.best_run
-    found = sorted(path.name for path in checkpoints.glob("*.pkl")) if checkpoints.is_dir() else []
-    return found[0] if found else ""
+def _checkpoints(root: Path, metadata: CatalogueMetadata | None) -> tuple[list[dict], str]:
+    """The folder's checkpoints with seed and stored fitness (read in a process of their
+    own), and the best: the metadata's best_run, else the best stored fitness."""
+    summaries = survey_checkpoints(root)
+    best = best_checkpoint(summaries, preferred=metadata.best_run if metadata else None)
+    return [summary.as_dict() for summary in summaries], best or ""
 
 
 def _meta_document(metadata: CatalogueMetadata | None) -> dict:
@@ -275,6 +276,7 @@ def _store(
     if existing is not None and existing.archive_sha256 == digest:
         return ImportOutcome(existing, created=False, changed=False)
 
+    checkpoints, best = _checkpoints(loaded.root, metadata)
     storage_name = f"{CATALOGUE_PREFIX}/{digest[:16]}/{loaded.name}.zip"
     with open(archive, "rb") as handle:
         stored_name = default_storage.save(storage_name, File(handle))
@@ -290,7 +292,8 @@ def _store(
         morphology_file=loaded.morphology,
         archive=stored_name,
         archive_sha256=digest,
-        best_checkpoint=_best_checkpoint(loaded.root, metadata),
+        best_checkpoint=best,
+        checkpoints=checkpoints,
         **_descriptive_fields(loaded, metadata),
     )
     try:

@@ -245,7 +245,10 @@ def _simulate(
     exchange.mkdir()
     request = {
         "key": prepared.optimisation.key,
-        "checkpoint": str(prepared.checkpoint),
+        # None: the simulation process takes the best stored fitness among "checkpoints".
+        "checkpoint": None if prepared.checkpoint is None else str(prepared.checkpoint),
+        "checkpoints": [str(path) for path in prepared.checkpoints],
+        "chosen_by": prepared.chosen_by,
         "top": top,
         "processes": processes,
         "progress_file": None if progress_file is None else str(Path(progress_file).resolve()),
@@ -415,8 +418,7 @@ def _write_outputs(
             "fixes": [fix.as_dict() for fix in fixes],
         },
         "checkpoint": {
-            "name": prepared.checkpoint.name,
-            "available": sorted(path.name for path in prepared.checkpoint.parent.glob("*.pkl")),
+            "available": [path.name for path in prepared.checkpoints],
             **simulated["checkpoint"],
         },
         "mechanisms": {"digest": compiled.digest, "from_cache": compiled.from_cache},

@@ -21,7 +21,6 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
-import pickle
 import platform
 import signal
 import sys
@@ -31,6 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from models_app.bpo.checkpoints import best_checkpoint, load_checkpoint, summarise_checkpoint
 from models_app.bpo.loading import ModelCodeError, load_evaluator
 
 from .errors import CHECKPOINT_UNREADABLE, MODEL_ERROR
@@ -84,7 +84,8 @@ def simulate(request: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     write_progress(progress_file, LOADING, "Loading the checkpoint and the model's evaluator")
 
-    checkpoint = _load_checkpoint(Path(request["checkpoint"]))
+    checkpoint_path, chosen_by, surveyed = _choose_checkpoint(request)
+    checkpoint = _load_checkpoint(checkpoint_path)
     hall_of_fame = list(checkpoint.get("halloffame") or [])
     if not hall_of_fame:
         raise SimulationFailure(
@@ -152,6 +153,9 @@ def simulate(request: dict[str, Any]) -> dict[str, Any]:
         "protocol_seconds": protocol_seconds,
         "logbook": _logbook(checkpoint.get("logbook")),
         "checkpoint": {
+            "name": checkpoint_path.name,
+            "chosen_by": chosen_by,
+            "checkpoints": surveyed,
             "generation": _number(checkpoint.get("generation")),
             "population_size": len(checkpoint.get("population") or []),
             "hall_of_fame_size": len(hall_of_fame),
@@ -170,14 +174,31 @@ def simulate(request: dict[str, Any]) -> dict[str, Any]:
 # --- loading ---------------------------------------------------------------------------
 
 
+def _choose_checkpoint(request: dict[str, Any]) -> tuple[Path, str, list[dict[str, Any]]]:
+    """The checkpoint to analyse, why, and every checkpoint's seed and stored fitness.
+
+    The engine names the checkpoint when it can; else the one with the best (lowest)
+    stored fitness is taken, which takes unpickling them: done here, never in the engine.
+    """
+    paths = [Path(path) for path in request.get("checkpoints") or []]
+    summaries = [summarise_checkpoint(path) for path in paths]
+    surveyed = [summary.as_dict() for summary in summaries]
+    if request.get("checkpoint"):
+        return Path(request["checkpoint"]), request.get("chosen_by") or "name", surveyed
+    best = best_checkpoint(summary for summary in summaries if summary.fitness is not None)
+    if best is None:
+        problems = [f"{summary.name}: {summary.error}" for summary in summaries]
+        raise SimulationFailure(
+            CHECKPOINT_UNREADABLE,
+            "None of the checkpoints can be read: " + "; ".join(problems),
+            {"problems": problems},
+        )
+    return next(path for path in paths if path.name == best), "fitness", surveyed
+
+
 def _load_checkpoint(path: Path) -> dict[str, Any]:
     try:
-        # The checkpoint's individuals are instances of bluepyopt's classes.
-        import bluepyopt.deapext.optimisations  # noqa: F401
-
-        with open(path, "rb") as stream:
-            # Old checkpoints were pickled by Python 2.
-            checkpoint = pickle.load(stream, encoding="latin1")
+        checkpoint = load_checkpoint(path)
     except Exception as error:
         raise SimulationFailure(
             CHECKPOINT_UNREADABLE,
@@ -293,8 +314,8 @@ def _run_protocols(
                     process.join()
                     outcome = (
                         "failed",
-                        f"the process running it ended without a result "
-                        f"(exit code {process.exitcode})",
+                        f"Protocol {name} failed: the process running it ended without a "
+                        f"result (exit code {process.exitcode})",
                         "",
                     )
                 finally:
@@ -302,9 +323,7 @@ def _run_protocols(
                 process.join()
                 if outcome[0] != "done":
                     raise SimulationFailure(
-                        MODEL_ERROR,
-                        f"The protocol {name} failed: {outcome[1]}",
-                        {"traceback": outcome[2], "protocol": name},
+                        MODEL_ERROR, outcome[1], {"traceback": outcome[2], "protocol": name}
                     )
                 responses[rank].update(outcome[1])
                 scored[rank].update(outcome[3])
@@ -332,7 +351,10 @@ def _duration(protocol: Any) -> float:
 
 def _run_task(task: tuple[int, str], sending: Any) -> None:
     """In the forked process: run one protocol and score its objectives; send back
-    ("done", responses, seconds, scored) or ("failed", message, traceback)."""
+    ("done", responses, seconds, scored) or ("failed", message, traceback).
+
+    The message names the protocol and the error under BluePyOpt's "Failed to run Neuron
+    Sweep Protocol" (NEURON's own, for a mechanism no .mod file defines)."""
     rank, name = task
     started = time.perf_counter()
     try:
@@ -348,11 +370,20 @@ def _run_task(task: tuple[int, str], sending: Any) -> None:
         )
         outcome = ("done", task_responses, elapsed, scored)
     except BaseException as error:  # reported to the simulation process
-        outcome = ("failed", _one_line(error), _traceback(error))
+        # Imported on failure only: the package around it costs this process a second.
+        from nsg_app.local.inject.protocol_failures import error_chain, protocol_failure_message
+
+        outcome = ("failed", protocol_failure_message(name, error_chain(error)), _traceback(error))
     try:
         sending.send(outcome)
     except Exception as error:  # e.g. responses that cannot be pickled
-        sending.send(("failed", f"its responses cannot be sent back: {_one_line(error)}", ""))
+        sending.send(
+            (
+                "failed",
+                f"Protocol {name} failed: its responses cannot be sent back: {_one_line(error)}",
+                "",
+            )
+        )
     sending.close()
 
 

@@ -26,6 +26,7 @@ from models_app.bpo.archive import (
     extract_tar,
     extract_zip,
 )
+from models_app.bpo.checkpoints import CHECKPOINT_SUFFIX, checkpoint_files
 from models_app.bpo.layout import (
     CHECKPOINTS_DIR,
     CONFIG_DIR,
@@ -46,8 +47,6 @@ from .errors import (
     AnalysisError,
 )
 
-CHECKPOINT_SUFFIX = ".pkl"
-DEFAULT_CHECKPOINT = "checkpoint.pkl"  # what the run package's init.py asks opt_neuron.py for
 NSG_OUTPUT_NAME = "output.tar.gz"
 # How deep a run folder may sit in an unpacked source (NSG: ./<top>/ or ./<top>/<subdir>/).
 _MAX_DEPTH = 4
@@ -59,13 +58,20 @@ _LOG_TAIL = 4_000
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A private copy of the run folder, validated, and the checkpoint chosen in it."""
+    """A private copy of the run folder, validated, and the checkpoint chosen in it.
+
+    ``checkpoint`` None: the folder holds several and none was named, so the simulation
+    process (which may unpickle them) takes the one with the best stored fitness among
+    ``checkpoints``.
+    """
 
     run_folder: Path
-    checkpoint: Path
+    checkpoint: Path | None
     optimisation: Optimisation
     source: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+    chosen_by: str = ""  # "name", "best_run", "only" or "" (the best stored fitness)
 
 
 def prepare_run(
@@ -108,10 +114,18 @@ def prepare_run(
             "The run folder is not a usable optimisation.",
             {"problems": error.problems},
         ) from None
-    checkpoint = choose_checkpoint(
+    checkpoint, chosen_by = choose_checkpoint(
         run_folder, name=checkpoint_name, preferred=meta_best_run, job_folder=job_folder
     )
-    return PreparedRun(run_folder, checkpoint, optimisation, description, warnings)
+    return PreparedRun(
+        run_folder,
+        checkpoint,
+        optimisation,
+        description,
+        warnings,
+        checkpoints=checkpoint_files(run_folder),
+        chosen_by=chosen_by,
+    )
 
 
 def choose_checkpoint(
@@ -120,37 +134,34 @@ def choose_checkpoint(
     name: str | None = None,
     preferred: str | None = None,
     job_folder: Path | None = None,
-) -> Path:
-    """The checkpoint to analyse in ``run_folder/checkpoints``.
+) -> tuple[Path | None, str]:
+    """The checkpoint to analyse in ``run_folder/checkpoints``, and why that one.
 
-    ``name`` (with or without .pkl) when given; else checkpoint.pkl (what a run writes); else
-    ``preferred`` (a catalogue model's best run) when present; else the newest *.pkl.
-    ``job_folder`` is searched for NSG's error files to explain a missing checkpoint.
+    ``name`` (with or without .pkl) when given; else ``preferred`` (a catalogue model's best
+    run) when present; else the only one; else None with "": the one with the best stored
+    fitness, which only a process that may unpickle them can tell. ``job_folder`` is
+    searched for NSG's error files to explain a missing checkpoint.
     """
-    folder = run_folder / CHECKPOINTS_DIR
-    available = sorted(
-        path
-        for path in (folder.iterdir() if folder.is_dir() else [])
-        if path.suffix == CHECKPOINT_SUFFIX and path.is_file() and not path.is_symlink()
-    )
+    available = checkpoint_files(run_folder)
     listed = [path.name for path in available]
     if name is not None:
         wanted = name if name.endswith(CHECKPOINT_SUFFIX) else name + CHECKPOINT_SUFFIX
         for path in available:
             if path.name == wanted:
-                return path
+                return path, "name"
         raise AnalysisError(
             NO_CHECKPOINT,
             f"There is no checkpoint named {wanted} in {CHECKPOINTS_DIR}/"
             + (f" (it holds {', '.join(listed)})." if listed else " (it holds no checkpoint)."),
             {"available": listed},
         )
-    for wanted in (DEFAULT_CHECKPOINT, preferred):
-        for path in available:
-            if path.name == wanted:
-                return path
+    for path in available:
+        if path.name == preferred:
+            return path, "best_run"
+    if len(available) == 1:
+        return available[0], "only"
     if available:
-        return max(available, key=lambda path: (path.stat().st_mtime, path.name))
+        return None, ""
     raise _no_checkpoint(run_folder, job_folder or run_folder)
 
 

@@ -44,8 +44,10 @@ from models_app.bpo.optimisation import find_root
 from models_app.bpo.package import CHECKPOINT_ARGUMENT
 
 from . import outputs
+from .inject.protocol_failures import read_failure
 from .inject.rebuild_local_optimisation import (
     CORES_VARIABLE,
+    FAILURE_FILE_VARIABLE,
     PROGRESS_FILE_VARIABLE,
     STARTED_AT_VARIABLE,
 )
@@ -58,6 +60,8 @@ KILL_GRACE_SECONDS = 2.0
 STDERR_TAIL_LINES = 40
 STDERR_TAIL_CHARS = 4000
 _UNPACK_DIR = ".package"
+# Where the run's processes say which protocol failed and why (see inject/protocol_failures).
+PROTOCOL_FAILURE_NAME = ".protocol_failure.json"
 _TRACEBACK_START = "Traceback (most recent call last):"
 # Names a run writes in its working folder; a package's top folder may not take one of them.
 _RESERVED_NAMES = frozenset(
@@ -207,6 +211,7 @@ def child_environment(
     progress_file: Path | None,
     started_at: str,
     extra_env: Mapping[str, str] | None = None,
+    failure_file: Path | None = None,
 ) -> dict[str, str]:
     """The environment of ``python init.py``: this Python first, the injection switched on."""
     env = dict(os.environ)
@@ -223,6 +228,10 @@ def child_environment(
         env[PROGRESS_FILE_VARIABLE] = str(progress_file.resolve())
     else:
         env.pop(PROGRESS_FILE_VARIABLE, None)
+    if failure_file is not None:
+        env[FAILURE_FILE_VARIABLE] = str(failure_file.resolve())
+    else:
+        env.pop(FAILURE_FILE_VARIABLE, None)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("MPLBACKEND", "Agg")
@@ -366,6 +375,7 @@ class _LocalRun:
             progress_file=self.progress_file,
             started_at=self.started_at,
             extra_env=self.extra_env,
+            failure_file=self.work_dir / PROTOCOL_FAILURE_NAME,
         )
         started = time.monotonic()
         with (
@@ -408,7 +418,10 @@ class _LocalRun:
             how = f"was killed by {_signal_name(-code)}"
         else:
             how = f"exited with code {code}"
-        last_line = _last_line(_stderr_tail(self.stderr_path))
+        # A failed protocol says only "Failed to run Neuron Sweep Protocol" on STDERR; the
+        # injection left its name and NEURON's own error.
+        failure = read_failure(self.work_dir / PROTOCOL_FAILURE_NAME)
+        last_line = failure["message"] if failure else _last_line(_stderr_tail(self.stderr_path))
         detail = f": {last_line}" if last_line else ""
         return _Outcome(RunStatus.FAILED, f"{INIT_SCRIPT} {how}{detail}", code)
 

@@ -118,19 +118,21 @@ def test_a_named_checkpoint_must_exist(tmp_path):
     assert error.details["available"] == ["seed1.pkl"]
 
 
-def test_checkpoint_choice(tmp_path):
+def test_checkpoint_choice_leaves_several_to_the_stored_fitness(tmp_path):
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    for name in ("seed1.pkl", "seed2.pkl"):
+    for name in ("seed1.pkl", "seed2.pkl", "checkpoint.pkl.tmp"):
         (checkpoints / name).write_bytes(b"")
-    newest = checkpoints / "seed1.pkl"
-    newest.touch()
     os.utime(checkpoints / "seed2.pkl", (1, 1))
-    assert choose_checkpoint(tmp_path).name == "seed1.pkl"
-    assert choose_checkpoint(tmp_path, preferred="seed2.pkl").name == "seed2.pkl"
-    assert choose_checkpoint(tmp_path, name="seed2").name == "seed2.pkl"
-    (checkpoints / "checkpoint.pkl").write_bytes(b"")
-    assert choose_checkpoint(tmp_path, preferred="seed2.pkl").name == "checkpoint.pkl"
+    assert choose_checkpoint(tmp_path) == (None, "")
+    assert choose_checkpoint(tmp_path, preferred="seed2.pkl") == (
+        checkpoints / "seed2.pkl",
+        "best_run",
+    )
+    assert choose_checkpoint(tmp_path, preferred="seed9.pkl") == (None, "")
+    assert choose_checkpoint(tmp_path, name="seed2") == (checkpoints / "seed2.pkl", "name")
+    (checkpoints / "seed1.pkl").unlink()
+    assert choose_checkpoint(tmp_path) == (checkpoints / "seed2.pkl", "only")
 
 
 def test_a_folder_is_copied_never_changed(tmp_path):

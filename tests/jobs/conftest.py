@@ -81,6 +81,43 @@ def script_package(transactional_db):
     return make
 
 
+@pytest.fixture
+def failing_package(transactional_db, tmp_path):
+    """A run package of the demo naming a mechanism no .mod file defines (isolated
+    protocols, as the HBP models have), built below the import layer that refuses it."""
+    from django.core.files.storage import default_storage
+
+    from models_app.bpo.package import build_package
+    from models_app.demo_model import ensure_demo_model
+    from models_app.models import Optimisation, RunPackage
+    from tests.fixtures.demo import demo_missing_mechanism
+
+    def make(user, *, run_name: str = "CA1_pyr_cACpyr_ballstick3_20261203120000"):
+        ensure_demo_model()
+        zip_path = tmp_path / f"{run_name}.zip"
+        built = build_package(
+            demo_missing_mechanism(tmp_path / "model"),
+            run_name=run_name,
+            offspring_size=2,
+            max_ngen=2,
+            out=zip_path,
+        )
+        with open(zip_path, "rb") as handle:
+            name = default_storage.save(f"packages/{user.username}/{run_name}.zip", handle)
+        return RunPackage.objects.create(
+            optimisation=Optimisation.objects.get(source="demo"),
+            owner=user,
+            run_name=run_name,
+            offspring_size=2,
+            max_ngen=2,
+            file=name,
+            size=built.size,
+            sha256=built.sha256,
+        )
+
+    return make
+
+
 def wait_for(job, predicate, *, timeout: float = 90, what: str = "the job", tick=None):
     """Re-read the job until predicate(job) holds; fail with its last state otherwise.
 

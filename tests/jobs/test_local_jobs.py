@@ -2,6 +2,7 @@
 
 import io
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from django.core.files.storage import default_storage
 from nsg_app.backends.local import work_dir
 from nsg_app.models import Job
 from nsg_app.services import job_create_local
+from tests.fixtures.demo import protocol_failure_pattern
 from tests.fixtures.processes import tree_of_processes_mentioning
 from tests.jobs.conftest import wait_for
 
@@ -111,6 +113,25 @@ def test_a_crashing_run_is_reported_with_its_traceback(
     assert "ValueError: bad bounds for gbar_hd" in job.flag_detail
     page = client.get(f"/jobs/{job.pk}/") if client.force_login(alice) is None else None
     assert "Traceback (most recent call last)" in page.content.decode()
+
+
+def test_a_failed_protocol_is_named_with_neuron_s_error_on_the_job_page(
+    client, alice, failing_package, running_worker
+):
+    package = failing_package(alice)
+    client.force_login(alice)
+
+    client.post(f"/jobs/run-here/{package.pk}/", {"cores_per_node": "2", "runtime_hours": "1"})
+
+    job = Job.objects.get(owner=alice)
+    wait_for(job, lambda j: j.state == Job.State.COLLECTED, timeout=120, what="the failed run")
+    assert job.stage == "FAILED"
+    assert re.search(protocol_failure_pattern(), job.error), job.error
+    assert re.search(protocol_failure_pattern(), job.flag_detail), job.flag_detail
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert re.search(protocol_failure_pattern(), page)
+    status = client.get(f"/jobs/{job.pk}/status.json").json()
+    assert re.search(protocol_failure_pattern(), status["error"])
 
 
 def test_two_users_runs_at_once_each_seeing_only_its_own(

@@ -84,7 +84,16 @@ class Command(BaseCommand):
     def _summary(self, outcome) -> None:
         analysis = outcome.analysis
         self.stdout.write(self.style.SUCCESS(f"Analysis of {analysis['model']['name']} written."))
-        self.stdout.write(f"Checkpoint: {analysis['checkpoint']['name']}")
+        checkpoint = analysis["checkpoint"]
+        self.stdout.write(
+            f"Checkpoint: {checkpoint['name']} ({_CHOSEN_BY.get(checkpoint.get('chosen_by'), 'chosen')})"
+        )
+        surveyed = checkpoint.get("checkpoints") or []
+        if len(surveyed) > 1:
+            for row in surveyed:
+                seed = "" if row["seed"] is None else f"seed {row['seed']}, "
+                shown = _shown(row["fitness"]) if row["fitness"] is not None else row["error"]
+                self.stdout.write(f"  {row['name']}: {seed}stored fitness {shown}")
         for individual in analysis["individuals"]:
             fitness = individual["fitness"]
             self.stdout.write(
@@ -105,6 +114,14 @@ class Command(BaseCommand):
                     f"  {out / individual['hoc_file']}  (the {individual['label']} cell)"
                 )
             self.stdout.write(f"  {out / 'traces' / individual['label']}/  (traces, CSV)")
+
+
+_CHOSEN_BY = {
+    "name": "as asked",
+    "best_run": "the catalogue's best run",
+    "only": "the only one",
+    "fitness": "the best stored fitness",
+}
 
 
 def _shown(value) -> str:

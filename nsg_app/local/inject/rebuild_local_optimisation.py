@@ -13,6 +13,14 @@ heavy is imported, until the process imports bluepyopt. Once
   Results come back in the order of the serial map, so a seed gives the same optimisation.
 - ``run``: ``max_ngen`` and ``offspring_size`` are captured for the progress file.
 
+Once ``bluepyopt.ephys.protocols`` has run, ``SweepProtocol.run`` is wrapped so that a failed
+protocol is explained: BluePyOpt raises only "Failed to run Neuron Sweep Protocol" for it, and
+when the protocol ran isolated NEURON's error stays in the child process. The protocol is
+then run once more in this process, not isolated, to get that error; the protocol's name and
+the error go to the file named by ``REBUILD_LOCAL_FAILURE_FILE`` (for the runner) and onto the
+exception as a note (for STDERR). The run is failing by then: NEURON's state in this process
+no longer matters.
+
 ``deap.tools.Logbook.record`` is wrapped so that each generation's figures in the progress
 file are exactly the logbook's. The progress file (path in ``REBUILD_LOCAL_PROGRESS_FILE``)
 is rewritten atomically after each evaluation and each generation.
@@ -32,14 +40,23 @@ import time
 import traceback
 from datetime import UTC, datetime
 
+# A top-level module in the run's processes (this folder is on their PYTHONPATH); a module of
+# the package for the project.
+if __package__:
+    from . import protocol_failures
+else:
+    import protocol_failures
+
 CORES_VARIABLE = "REBUILD_LOCAL_CORES"
 PROGRESS_FILE_VARIABLE = "REBUILD_LOCAL_PROGRESS_FILE"
 STARTED_AT_VARIABLE = "REBUILD_LOCAL_STARTED_AT"
+FAILURE_FILE_VARIABLE = "REBUILD_LOCAL_FAILURE_FILE"
 
 PROGRESS_FORMAT = 1
 RUNNING = "running"
 
 _PATCHED_MODULE = "bluepyopt.deapext.optimisations"
+_PROTOCOLS_MODULE = "bluepyopt.ephys.protocols"
 _PATCHED_MARK = "_rebuild_local_patched"
 # After the pool is told to stop, give the workers this long before terminating them.
 _WORKER_STOP_SECONDS = 5.0
@@ -397,11 +414,15 @@ def activate() -> None:
         cores=_cores,
         started_at=os.environ.get(STARTED_AT_VARIABLE) or now_text(),
     )
-    module = sys.modules.get(_PATCHED_MODULE)
-    if module is not None:
-        patch_bluepyopt(module)
-    elif not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+    waiting = {}
+    for name, patch in ((_PATCHED_MODULE, patch_bluepyopt), (_PROTOCOLS_MODULE, patch_protocols)):
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
+        else:
+            waiting[name] = patch
+    if waiting and not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport(waiting))
 
 
 def _cores_from_environment() -> int:
@@ -414,25 +435,31 @@ def _cores_from_environment() -> int:
 
 
 class _PatchOnImport:
-    """A meta path finder that patches the optimisations module right after it runs."""
+    """A meta path finder that patches the modules it waits for right after they run."""
+
+    def __init__(self, patches: dict) -> None:
+        self._patches = dict(patches)  # module name -> patch function
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != _PATCHED_MODULE:
+        patch = self._patches.pop(fullname, None)
+        if patch is None:
             return None
         import importlib.machinery
 
-        sys.meta_path.remove(self)
+        if not self._patches:
+            sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
-            spec.loader = _PatchingLoader(spec.loader)
+            spec.loader = _PatchingLoader(spec.loader, patch)
         return spec
 
 
 class _PatchingLoader:
     """Runs the module with its own loader, then patches it; everything else is delegated."""
 
-    def __init__(self, loader) -> None:
+    def __init__(self, loader, patch) -> None:
         self._loader = loader
+        self._patch = patch
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -442,7 +469,7 @@ class _PatchingLoader:
 
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
-        patch_bluepyopt(module)
+        self._patch(module)
 
 
 def patch_bluepyopt(module) -> None:
@@ -506,3 +533,53 @@ def patch_bluepyopt(module) -> None:
 
         setattr(record, _PATCHED_MARK, True)
         logbook.record = record
+
+
+def patch_protocols(module) -> None:
+    """Wrap ``module.SweepProtocol.run`` so that a failure names the protocol and its error."""
+    import functools
+
+    protocol_class = getattr(module, "SweepProtocol", None)
+    wrapper_error = getattr(module, "SweepProtocolException", None)
+    if protocol_class is None or wrapper_error is None:
+        return  # a BluePyOpt of another shape: its errors go out as they are
+    if getattr(protocol_class.run, _PATCHED_MARK, False):
+        return
+    original_run = protocol_class.run
+
+    @functools.wraps(original_run)
+    def run(self, cell_model, param_values, *args, **kwargs):
+        try:
+            return original_run(self, cell_model, param_values, *args, **kwargs)
+        except wrapper_error as error:
+            _explain_protocol_failure(
+                error, original_run, self, cell_model, param_values, args, kwargs
+            )
+            raise
+
+    setattr(run, _PATCHED_MARK, True)
+    protocol_class.run = run
+
+
+def _explain_protocol_failure(
+    error, original_run, protocol, cell_model, param_values, args, kwargs
+):
+    """Note on ``error`` (and in the failure file) which protocol failed, and why."""
+    name = str(getattr(protocol, "name", "") or type(protocol).__name__)
+    chain = protocol_failures.error_chain(error)
+    text = "".join(traceback.format_exception(error))
+    if protocol_failures.is_wrapped_failure(chain) and not args:
+        # Isolated: the error itself stayed in the child process. Run it again here.
+        try:
+            original_run(protocol, cell_model, param_values, **{**kwargs, "isolate": False})
+        except Exception as again:
+            chain = protocol_failures.error_chain(again)
+            text = "".join(traceback.format_exception(again))
+    document = protocol_failures.failure_document(name, chain, text)
+    error.add_note(document["message"])
+    path = os.environ.get(FAILURE_FILE_VARIABLE)
+    if path:
+        try:
+            protocol_failures.write_first_failure(path, document)
+        except OSError as failure:
+            print(f"Local run: the failure file cannot be written ({failure})", file=sys.stderr)
