@@ -93,7 +93,7 @@ def optimisation_import(
         if meta is None and meta_beside is not None:
             meta = meta_beside
         try:
-            loaded = load_optimisation(root, name=_folder_name(root, origin))
+            loaded = load_optimisation(root, name=_folder_name(root, origin), with_neuron=True)
         except BpoError as error:
             raise ImportFailed(error.problems) from None
         metadata = _metadata(meta)
