@@ -336,7 +336,15 @@ def _store(
 def _queue_compile(optimisation_id: int) -> None:
     from models_app.tasks import compile_model_mechanisms
 
-    transaction.on_commit(lambda: compile_model_mechanisms.delay(optimisation_id))
+    def send() -> None:
+        try:
+            compile_model_mechanisms.apply_async((optimisation_id,), retry=False)
+        except Exception:
+            # No broker (an import from the shell with Redis down): the model stays
+            # pending and beat's sweep queues its compile once the broker is back.
+            logger.warning("could not queue the mechanisms' compile of model %s", optimisation_id)
+
+    transaction.on_commit(send)
 
 
 def mechanisms_compile(*, optimisation_id: int) -> str:

@@ -20,7 +20,8 @@ def refresh_repository(refresh_id: int) -> None:
         raise
 
 
-@shared_task(name="models_app.compile_model_mechanisms")
+# Nobody waits for its result: the outcome is stored on the model.
+@shared_task(name="models_app.compile_model_mechanisms", ignore_result=True)
 def compile_model_mechanisms(optimisation_id: int) -> str:
     return mechanisms_compile(optimisation_id=optimisation_id)
 
