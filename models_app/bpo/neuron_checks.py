@@ -55,8 +55,10 @@ class ChildRun:
 def run_child(command: Sequence[str], *, cwd: Path, timeout_seconds: float) -> ChildRun:
     """Run ``command`` in ``cwd`` with a time limit; the seam for sandboxing the checks.
 
-    ``cwd`` is an empty scratch folder: NEURON loads any compiled mechanisms (x86_64/) it
-    finds in its working directory, and the checks must see NEURON as installed.
+    ``cwd`` is a scratch folder holding everything the child reads (the morphology copy)
+    and nothing else: the sandbox needs to let the child see only that folder, writable.
+    It is never a model folder: NEURON loads any compiled mechanisms (x86_64/) it finds in
+    its working directory, and the checks must see NEURON as installed.
     """
     environment = dict(os.environ, NEURON_MODULE_OPTIONS="-nogui")
     try:
@@ -118,19 +120,16 @@ def morphology_problem(path: Path, *, shown_name: str | None = None) -> str | No
 def _morphology_problem(digest: str, suffix: str, path: str) -> str | None:
     # Cached by content: the same file (the demo's, a re-import) is read by NEURON once.
     with tempfile.TemporaryDirectory(prefix="neuron-probe-") as scratch:
-        # NEURON reads a copy, so the message and the child never depend on where the
-        # model was unpacked.
-        copy = Path(scratch) / "input" / f"morphology{suffix}"
-        copy.parent.mkdir()
+        # The child reads a copy inside its own working folder: it needs nothing else,
+        # and its messages never depend on where the model was unpacked.
+        copy = Path(scratch) / f"morphology{suffix}"
         copy.write_bytes(Path(path).read_bytes())
-        work = Path(scratch) / "work"
-        work.mkdir()
         run = run_child(
-            probe_command("morphology", str(copy)),
-            cwd=work,
+            probe_command("morphology", copy.name),
+            cwd=Path(scratch),
             timeout_seconds=MORPHOLOGY_TIMEOUT_SECONDS,
         )
-        stderr = run.stderr.replace(str(copy), "{name}")
+        stderr = run.stderr.replace(str(copy), "{name}").replace(copy.name, "{name}")
     if run.timed_out:
         return (
             f"NEURON did not finish reading the morphology '{{name}}' within "
