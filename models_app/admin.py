@@ -13,9 +13,10 @@ class OptimisationAdmin(admin.ModelAdmin):
         "owner",
         "published",
         "source",
+        "mechanisms_status",
         "created_at",
     )
-    list_filter = ("published", "source", "cell_type", "etype")
+    list_filter = ("published", "source", "mechanisms_status", "cell_type", "etype")
     search_fields = ("name", "morphology", "contributors")
     readonly_fields = (
         "key",
@@ -25,6 +26,9 @@ class OptimisationAdmin(admin.ModelAdmin):
         "parameters",
         "protocols",
         "meta",
+        "mechanisms_status",
+        "mechanisms_errors",
+        "mechanisms_status_at",
     )
 
 

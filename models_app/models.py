@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 from rebuild_site.access import OwnedQuerySet
 
@@ -26,6 +27,14 @@ class Optimisation(models.Model):
         UPLOAD = "upload", "Upload"
         COMMAND = "command", "Command line"
         DEMO = "demo", "Demo model"
+
+    class Mechanisms(models.TextChoices):
+        """Whether the model's .mod files compile (nrnivmodl, in the background after import)."""
+
+        PENDING = "pending", "Waiting to compile"
+        COMPILING = "compiling", "Compiling"
+        COMPILED = "compiled", "Compiled"
+        FAILED = "failed", "Did not compile"
 
     name = models.CharField(max_length=200)
     key = models.CharField(max_length=200, help_text="The configs' top-level key.")
@@ -61,6 +70,13 @@ class Optimisation(models.Model):
         blank=True,
         help_text="[{name, seed, hoc, fitness, error}]: the folder's checkpoints, read at import.",
     )
+    mechanisms_status = models.CharField(
+        max_length=10, choices=Mechanisms.choices, default=Mechanisms.PENDING
+    )
+    mechanisms_errors = models.TextField(blank=True, help_text="nrnivmodl's error lines.")
+    mechanisms_status_at = models.DateTimeField(
+        default=timezone.now, help_text="When the mechanisms' status last changed."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -84,6 +100,19 @@ class Optimisation(models.Model):
     def parameters_document(self) -> dict:
         """parameters.json as in the folder: the content under its key."""
         return {self.key: self.parameters}
+
+    @property
+    def mechanisms_pending(self) -> bool:
+        return self.mechanisms_status in (self.Mechanisms.PENDING, self.Mechanisms.COMPILING)
+
+    def run_refusal(self) -> str:
+        """Why the model cannot run (its mechanisms did not compile), or "" when it can."""
+        if self.mechanisms_status != self.Mechanisms.FAILED:
+            return ""
+        return (
+            f"The mechanisms of {self.name} did not compile, so it cannot run. nrnivmodl said: "
+            + " / ".join(self.mechanisms_errors.splitlines()[:4])
+        )
 
 
 class ParameterSet(models.Model):

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -32,7 +32,17 @@ from models_app import repository
 from models_app.bpo.archive import ArchiveError, extract_zip
 from models_app.bpo.checkpoints import best_checkpoint, survey_checkpoints
 from models_app.bpo.errors import BpoError
-from models_app.bpo.layout import COMPILED_DIR_NAMES, is_archiver_litter
+from models_app.bpo.layout import (
+    COMPILED_DIR_NAMES,
+    MECHANISMS_DIR,
+    is_archiver_litter,
+)
+from models_app.bpo.mechanisms import (
+    COMPILE_TIMEOUT_SECONDS,
+    MechanismCompileError,
+    compile_error_lines,
+    compile_mechanisms,
+)
 from models_app.bpo.metadata import (
     CatalogueMetadata,
     InvalidMetadata,
@@ -94,7 +104,7 @@ def optimisation_import(
         if meta is None and meta_beside is not None:
             meta = meta_beside
         try:
-            loaded = load_optimisation(root, name=_folder_name(root, origin))
+            loaded = load_optimisation(root, name=_folder_name(root, origin), with_neuron=True)
         except BpoError as error:
             raise ImportFailed(error.problems) from None
         metadata = _metadata(meta)
@@ -294,6 +304,9 @@ def _store(
         archive_sha256=digest,
         best_checkpoint=best,
         checkpoints=checkpoints,
+        mechanisms_status=Optimisation.Mechanisms.PENDING,
+        mechanisms_errors="",
+        mechanisms_status_at=timezone.now(),
         **_descriptive_fields(loaded, metadata),
     )
     try:
@@ -315,7 +328,85 @@ def _store(
         raise
     if old_archive and old_archive != stored_name:
         transaction.on_commit(lambda: default_storage.delete(old_archive))
+    _queue_compile(optimisation.pk)
     return ImportOutcome(optimisation, created=existing is None, changed=True)
+
+
+# ----------------------------------------------------------------------------- mechanisms
+
+
+def _queue_compile(optimisation_id: int) -> None:
+    from models_app.tasks import compile_model_mechanisms
+
+    def send() -> None:
+        try:
+            compile_model_mechanisms.apply_async((optimisation_id,), retry=False)
+        except Exception:
+            # No broker (an import from the shell with Redis down): the model stays
+            # pending and beat's sweep queues its compile once the broker is back.
+            logger.warning("could not queue the mechanisms' compile of model %s", optimisation_id)
+
+    transaction.on_commit(send)
+
+
+def mechanisms_compile(*, optimisation_id: int) -> str:
+    """Compile a catalogue model's mechanisms (through the cache) and record the outcome.
+
+    The row is claimed by a conditional update, so a message delivered twice compiles once;
+    the outcome is recorded only if the model's files did not change meanwhile.
+    """
+    Mechanisms = Optimisation.Mechanisms
+    claimed = Optimisation.objects.filter(
+        pk=optimisation_id, mechanisms_status=Mechanisms.PENDING
+    ).update(mechanisms_status=Mechanisms.COMPILING, mechanisms_status_at=timezone.now())
+    if not claimed:
+        return "not pending"
+    optimisation = Optimisation.objects.get(pk=optimisation_id)
+    outcome = {"mechanisms_status": Mechanisms.COMPILED, "mechanisms_errors": ""}
+    with optimisation_folder(optimisation) as root:
+        try:
+            compile_mechanisms(root / MECHANISMS_DIR, cache_dir=settings.MECHANISMS_CACHE_DIR)
+        except MechanismCompileError as error:
+            lines = compile_error_lines(error.log) or error.problems
+            outcome = {
+                "mechanisms_status": Mechanisms.FAILED,
+                "mechanisms_errors": "\n".join(lines),
+            }
+    Optimisation.objects.filter(
+        pk=optimisation_id,
+        mechanisms_status=Mechanisms.COMPILING,
+        archive_sha256=optimisation.archive_sha256,
+    ).update(mechanisms_status_at=timezone.now(), **outcome)
+    return outcome["mechanisms_status"]
+
+
+def mechanisms_requeue_stale(*, now: datetime | None = None) -> list[int]:
+    """Queue again the compiles whose message was lost or whose worker died; their ids.
+
+    A model still waiting after MECHANISMS_REQUEUE_SECONDS, or compiling for longer than
+    nrnivmodl may take, goes back to waiting and gets a new task.
+    """
+    Mechanisms = Optimisation.Mechanisms
+    now = now or timezone.now()
+    waiting_since = now - timedelta(seconds=settings.MECHANISMS_REQUEUE_SECONDS)
+    compiling_since = now - timedelta(
+        seconds=COMPILE_TIMEOUT_SECONDS + settings.MECHANISMS_REQUEUE_SECONDS
+    )
+    Optimisation.objects.filter(
+        mechanisms_status=Mechanisms.COMPILING, mechanisms_status_at__lt=compiling_since
+    ).update(mechanisms_status=Mechanisms.PENDING, mechanisms_status_at=waiting_since)
+    stale = list(
+        Optimisation.objects.filter(
+            mechanisms_status=Mechanisms.PENDING, mechanisms_status_at__lte=waiting_since
+        ).values_list("pk", flat=True)
+    )
+    # Restart the wait, so the next sweep does not queue the same model again at once.
+    Optimisation.objects.filter(pk__in=stale, mechanisms_status=Mechanisms.PENDING).update(
+        mechanisms_status_at=now
+    )
+    for optimisation_id in stale:
+        _queue_compile(optimisation_id)
+    return stale
 
 
 # ----------------------------------------------------------------------------- files

@@ -234,6 +234,9 @@ def submit_nsg(request, package_pk):
         raise Http404("Only the package's owner runs it.")
     account = _account(request.user)
     form = NsgSubmitForm(request.POST or None)
+    refusal = package.optimisation.run_refusal()
+    if refusal:
+        return _refused(request, "nsg_app/submit.html", form, package, refusal, account=account)
     if request.method == "POST" and account is None:
         messages.error(request, "Log in to NSG first.")
         return redirect("nsg_app:account")
@@ -281,8 +284,13 @@ def _nsg_accepts(form: NsgSubmitForm, package, account: NsgAccount) -> bool:
 
 def submit_local(request, package_pk):
     """'Run here': the package on this machine, in the background."""
-    package = get_object_or_404(RunPackage.objects.filter(owner=request.user), pk=package_pk)
+    package = get_object_or_404(
+        RunPackage.objects.filter(owner=request.user).select_related("optimisation"), pk=package_pk
+    )
     form = LocalRunForm(request.POST or None)
+    refusal = package.optimisation.run_refusal()
+    if refusal:
+        return _refused(request, "nsg_app/submit_local.html", form, package, refusal)
     if request.method == "POST" and form.is_valid():
         job = services.job_create_local(owner=request.user, package=package, **form.cleaned_data)
         messages.success(request, f"Running {package.run_name} on this machine.")
@@ -292,4 +300,14 @@ def submit_local(request, package_pk):
         "nsg_app/submit_local.html",
         {"form": form, "package": package},
         status=400 if form.errors else 200,
+    )
+
+
+def _refused(request, template: str, form, package, refusal: str, **context):
+    """The submit page with the reason the package cannot run, and its button disabled."""
+    return render(
+        request,
+        template,
+        {"form": form, "package": package, "refusal": refusal, **context},
+        status=400 if request.method == "POST" else 200,
     )

@@ -266,6 +266,13 @@ LOCAL_RUNS_DIR = Path(env_str("LOCAL_RUNS_DIR", str(VAR_DIR / "local-runs"))).re
 LOCAL_MAX_RUNTIME_HOURS = env_float("LOCAL_MAX_RUNTIME_HOURS", 48.0, minimum=0.001)
 # Compiled mechanisms, cached by a hash of the .mod files (local runs and analyses).
 MECHANISMS_CACHE_DIR = Path(env_str("MECHANISMS_CACHE_DIR", str(VAR_DIR / "mechanisms"))).resolve()
+# A model whose mechanisms still wait to compile this long after import (its task message
+# was lost) is queued again by beat's sweep, which runs every few minutes.
+MECHANISMS_REQUEUE_SECONDS = env_float("MECHANISMS_REQUEUE_SECONDS", 300.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["requeue-mechanism-compiles"] = {
+    "task": "models_app.requeue_mechanism_compiles",
+    "schedule": min(60.0, MECHANISMS_REQUEUE_SECONDS),
+}
 # Analyses: their work folders, and the time one may take.
 ANALYSIS_WORK_DIR = Path(env_str("ANALYSIS_WORK_DIR", str(VAR_DIR / "analyses"))).resolve()
 ANALYSIS_TIMEOUT_SECONDS = env_int("ANALYSIS_TIMEOUT_SECONDS", 1800, minimum=10)

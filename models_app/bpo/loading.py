@@ -45,6 +45,8 @@ class EntryScript:
     args: list[Any] = field(default_factory=list)  # literal arguments after the key
     kwargs: dict[str, Any] = field(default_factory=dict)
     create_key: str | None = None  # the literal key of evaluator.create('<KEY>', ...)
+    creates_evaluator: bool = False  # an evaluator.create(...) call was found
+    syntax_error: str | None = None  # why the source is not Python 3, when it is not
 
 
 def read_entry_script(source: str) -> EntryScript:
@@ -55,8 +57,10 @@ def read_entry_script(source: str) -> EntryScript:
     """
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return EntryScript()
+    except SyntaxError as error:
+        return EntryScript(syntax_error=f"line {error.lineno}: {error.msg}")
+    except (ValueError, MemoryError, RecursionError) as error:
+        return EntryScript(syntax_error=f"{type(error).__name__}: {error}")
     script = EntryScript()
     create_call = None
     # Statements in source order; nodes inside `if`/`try` at module level count too.
@@ -70,6 +74,7 @@ def read_entry_script(source: str) -> EntryScript:
             if module not in script.imports:
                 script.imports.append(module)
     if create_call is not None:
+        script.creates_evaluator = True
         _read_create_call(create_call, script)
     return script
 

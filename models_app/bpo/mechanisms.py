@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -146,3 +147,28 @@ def install_mechanisms(compiled: CompiledMechanisms, run_folder: Path) -> Path:
         shutil.rmtree(target)
     shutil.copytree(compiled.architecture_folder, target, symlinks=True)
     return target
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINES_KEPT = 20
+
+
+def compile_error_lines(log: str) -> list[str]:
+    """nrnivmodl's own error lines from its log (NMODL's and the C++ compiler's).
+
+    The lines naming the failing file (``Error: ... in file broken.mod``, ``x.cpp:12: error:``)
+    are kept; make's summary and the Python launcher's traceback, which name no .mod file,
+    are left out.
+    """
+    lines = []
+    for raw in _ANSI_ESCAPE.sub("", log).splitlines():
+        line = raw.strip()
+        if (
+            "error" not in line.lower()
+            or line.startswith(("make:", "make[", "subprocess.", "raise ", "File ", "NOTE:"))
+            or "CalledProcessError" in line
+        ):
+            continue
+        if line not in lines:
+            lines.append(line)
+    return lines[:_ERROR_LINES_KEPT]

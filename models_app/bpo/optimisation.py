@@ -1,14 +1,11 @@
 """An optimisation folder: finding it in an extracted archive, validating it, loading it.
 
 Validation reports every problem at once, in words a scientist understands, and never runs
-the model's code: opt_neuron.py is only tokenised to find the key it passes to
-``evaluator.create``.
+the model's code: opt_neuron.py is only parsed to find the key it passes to
+``evaluator.create``. With ``with_neuron``, it also checks what a run needs and only NEURON
+can tell (its built-in mechanisms, whether it reads the morphology), in child processes.
 """
 
-import ast
-import io
-import re
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,23 +25,13 @@ from .layout import (
     config_path,
     is_archiver_litter,
 )
+from .loading import read_entry_script
 from .naming import OptimisationName, parse_name
+from .neuron_checks import NeuronUnavailable, built_in_mechanisms, morphology_problem
+from .nmodl import mechanisms_defined_in
 from .parameters import parameter_problems
 from .protocols import protocol_problems
 from .wording import json_type, shown
-
-# Tokens that sit between code tokens without meaning anything to the call we look for.
-_LAYOUT_TOKENS = {
-    tokenize.COMMENT,
-    tokenize.NL,
-    tokenize.NEWLINE,
-    tokenize.INDENT,
-    tokenize.DEDENT,
-}
-# Fallback for files the tokenizer rejects: a literal first argument, comments removed.
-_CREATE_CALL = re.compile(
-    r"""\bevaluator\s*\.\s*create\s*\(\s*(?:etype\s*=\s*)?(?P<quote>['"])(?P<key>[^'"\n]*)(?P=quote)\s*[,)]"""
-)
 
 
 class InvalidOptimisation(BpoError):
@@ -117,20 +104,28 @@ def find_root(extracted_dir: Path) -> Path:
     )
 
 
-def validate_optimisation(root: Path) -> list[str]:
-    """Every problem that keeps ``root`` from being a runnable optimisation; [] when none."""
-    problems, _ = _inspect(Path(root))
+def validate_optimisation(root: Path, *, with_neuron: bool = False) -> list[str]:
+    """Every problem that keeps ``root`` from being a runnable optimisation; [] when none.
+
+    ``with_neuron`` adds the checks NEURON answers in child processes (a few seconds):
+    every mechanism parameters.json names is defined by a .mod file or built into NEURON,
+    and NEURON reads the morphology. Importing a model asks for them.
+    """
+    problems, _ = _inspect(Path(root), with_neuron=with_neuron)
     return problems
 
 
-def load_optimisation(root: Path, *, name: str | None = None) -> Optimisation:
+def load_optimisation(
+    root: Path, *, name: str | None = None, with_neuron: bool = False
+) -> Optimisation:
     """Validate and load the optimisation in ``root``; raises ``InvalidOptimisation``.
 
     ``name`` defaults to the folder's name; give it when the folder was extracted from an
     archive that held the files at its top, where the folder name means nothing.
+    ``with_neuron`` as for ``validate_optimisation``.
     """
     root = Path(root)
-    problems, configs = _inspect(root)
+    problems, configs = _inspect(root, with_neuron=with_neuron)
     if problems:
         raise InvalidOptimisation(problems)
     return Optimisation(
@@ -145,31 +140,10 @@ def load_optimisation(root: Path, *, name: str | None = None) -> Optimisation:
     )
 
 
-def evaluator_keys(source: str) -> list[str]:
-    """The literal keys opt_neuron.py passes to ``evaluator.create(...)``, comments ignored.
-
-    The file is tokenised, never run or imported (legacy models may even be Python 2).
-    """
-    try:
-        tokens = [
-            token
-            for token in tokenize.generate_tokens(io.StringIO(source).readline)
-            if token.type not in _LAYOUT_TOKENS
-        ]
-    except (tokenize.TokenError, SyntaxError):
-        return _keys_by_pattern(source)
-    keys = []
-    for position in range(len(tokens)):
-        key = _create_call_key(tokens, position)
-        if key is not None and key not in keys:
-            keys.append(key)
-    return keys
-
-
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _inspect(root: Path) -> tuple[list[str], dict[str, ConfigFile]]:
+def _inspect(root: Path, *, with_neuron: bool) -> tuple[list[str], dict[str, ConfigFile]]:
     """The problems of the folder, and its config files as read."""
     if not root.is_dir():
         return [f"{root} is not a folder."], {}
@@ -178,10 +152,19 @@ def _inspect(root: Path) -> tuple[list[str], dict[str, ConfigFile]]:
     key = _common_key(configs, problems)
     problems += _entry_script_problems(root, key)
     problems += _model_problems(root)
-    problems += _mechanism_problems(root)
-    problems += _morphology_problems(root, configs["morph"])
+    mechanism_problems = _mechanism_problems(root)
+    problems += mechanism_problems
+    morphology_problems = _morphology_problems(root, configs["morph"])
+    problems += morphology_problems
     if configs["parameters"].key is not None:
         problems += parameter_problems(configs["parameters"].content)
+        if with_neuron and not mechanism_problems:
+            problems += _undefined_mechanism_problems(root, configs["parameters"].content)
+    if with_neuron and configs["morph"].key is not None and not morphology_problems:
+        problem = morphology_problem(
+            root / MORPHOLOGY_DIR / configs["morph"].content, shown_name=configs["morph"].content
+        )
+        problems += [problem] if problem else []
     protocols = configs["protocols"].content if configs["protocols"].key is not None else None
     if protocols is not None:
         problems += protocol_problems(protocols)
@@ -215,16 +198,26 @@ def _entry_script_problems(root: Path, key: str | None) -> list[str]:
     path = root / ENTRY_SCRIPT
     if not path.is_file():
         return [f"{ENTRY_SCRIPT} is missing; it is the script that runs the optimisation."]
+    script = read_entry_script(path.read_bytes().decode("utf-8", errors="replace"))
+    if script.syntax_error is not None:
+        return [
+            f"{ENTRY_SCRIPT} cannot be parsed as Python 3 ({script.syntax_error}), so the "
+            "key it passes to evaluator.create(...) cannot be read, and it would not run."
+        ]
     if key is None:
         return []  # the config problems already say why there is no key to compare
-    keys = evaluator_keys(path.read_bytes().decode("utf-8", errors="replace"))
-    if key in keys:
+    if script.create_key == key:
         return []
-    if keys:
-        used = ", ".join(f"'{used}'" for used in keys)
+    if script.create_key is not None:
         return [
-            f"{ENTRY_SCRIPT} creates the evaluator with {used}, but the config files use "
-            f"the key '{key}'; they must match."
+            f"{ENTRY_SCRIPT} creates the evaluator with '{script.create_key}', but the config "
+            f"files use the key '{key}'; they must match."
+        ]
+    if script.creates_evaluator:
+        return [
+            f"{ENTRY_SCRIPT} calls evaluator.create(...) without a literal key, so it cannot "
+            f"be checked against the config files' key '{key}'; write "
+            f"evaluator.create('{key}', ...)."
         ]
     return [
         f"{ENTRY_SCRIPT} does not call evaluator.create('{key}', ...), so the optimisation "
@@ -253,6 +246,35 @@ def _mechanism_problems(root: Path) -> list[str]:
             "models to compile."
         ]
     return []
+
+
+def _undefined_mechanism_problems(root: Path, parameters: object) -> list[str]:
+    """The mechanisms parameters.json names that neither a .mod file nor NEURON defines."""
+    mechanisms = parameters.get("mechanisms") if isinstance(parameters, dict) else None
+    if not isinstance(mechanisms, dict):
+        return []
+    try:
+        built_in = built_in_mechanisms()
+    except NeuronUnavailable as error:
+        return error.problems
+    defined = mechanisms_defined_in(list(_mechanism_paths(root))) | built_in
+    missing: dict[str, None] = {}  # ordered sets: names and sections in the order first met
+    sections: dict[str, None] = {}
+    for section, names in mechanisms.items():
+        for name in names if isinstance(names, list) else []:
+            if isinstance(name, str) and name not in defined:
+                missing[name] = None
+                sections[section] = None
+    if not missing:
+        return []
+    return [
+        "parameters.json uses mechanisms that no .mod file defines: "
+        f"{', '.join(missing)} (in {', '.join(sections)})"
+    ]
+
+
+def _mechanism_paths(root: Path) -> tuple[Path, ...]:
+    return tuple(root / MECHANISMS_DIR / name for name in _mechanism_names(root))
 
 
 def _mechanism_names(root: Path) -> tuple[str, ...]:
@@ -290,29 +312,3 @@ def _morphology_problems(root: Path, morph: ConfigFile) -> list[str]:
     return [
         f"The morphology '{file_name}' named in {morph.label} is not in {MORPHOLOGY_DIR}/ ({held})."
     ]
-
-
-def _create_call_key(tokens: list[tokenize.TokenInfo], position: int) -> str | None:
-    """The key if ``tokens[position:]`` reads ``evaluator . create ( [etype =] 'KEY' [,)]``."""
-    expected = [(tokenize.NAME, "evaluator"), (tokenize.OP, "."), (tokenize.NAME, "create")]
-    expected.append((tokenize.OP, "("))
-    window = tokens[position : position + len(expected)]
-    if [(token.type, token.string) for token in window] != expected:
-        return None
-    rest = tokens[position + len(expected) : position + len(expected) + 4]
-    if len(rest) >= 2 and (rest[0].type, rest[1].string) == (tokenize.NAME, "="):
-        if rest[0].string != "etype":
-            return None
-        rest = rest[2:]
-    if len(rest) < 2 or rest[0].type != tokenize.STRING or rest[1].string not in (",", ")"):
-        return None  # not a literal key (e.g. a variable or '%s' % name)
-    try:
-        value = ast.literal_eval(rest[0].string)
-    except (ValueError, SyntaxError):
-        return None
-    return value if isinstance(value, str) else None
-
-
-def _keys_by_pattern(source: str) -> list[str]:
-    code = "\n".join(line.split("#", 1)[0] for line in source.splitlines())
-    return list(dict.fromkeys(match["key"] for match in _CREATE_CALL.finditer(code)))

@@ -44,6 +44,16 @@ ASSIGNED { v (mV) i (mA/cm2) }
 BREAKPOINT { i = g*(v - e) }
 """
 
+HD_MOD = """NEURON {
+    SUFFIX hd
+    NONSPECIFIC_CURRENT i
+    RANGE ghdbar
+}
+PARAMETER { ghdbar = 0.0001 (S/cm2) ehd = -30 (mV) }
+ASSIGNED { v (mV) i (mA/cm2) }
+BREAKPOINT { i = ghdbar*(v - ehd) }
+"""
+
 MORPHOLOGY_ASC = """("CellBody" (Color Red) (CellBody)
   (0 0 0 10) (5 0 0 10) (0 5 0 10))
 """
@@ -156,6 +166,13 @@ def write_optimisation(parent: Path, *, name: str = NAME, key: str = KEY) -> Pat
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    return root
+
+
+def write_runnable_optimisation(parent: Path, *, name: str = NAME, key: str = KEY) -> Path:
+    """``write_optimisation`` plus hd.mod: every mechanism parameters.json names is defined."""
+    root = write_optimisation(parent, name=name, key=key)
+    (root / "mechanisms" / "hd.mod").write_text(HD_MOD, encoding="utf-8")
     return root
 
 

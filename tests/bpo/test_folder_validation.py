@@ -9,7 +9,6 @@ from models_app.bpo import config as config_module
 from models_app.bpo.archive import extract_zip
 from models_app.bpo.optimisation import (
     InvalidOptimisation,
-    evaluator_keys,
     find_root,
     load_optimisation,
     validate_optimisation,
@@ -232,19 +231,41 @@ def test_missing_opt_neuron_is_reported(optimisation_dir):
 
 
 @pytest.mark.parametrize(
-    ("source", "keys"),
+    "source",
     [
-        ("evaluator = model.evaluator.create('A', cvode_active=True)", ["A"]),
-        ('evaluator = model.evaluator.create(etype="B")', ["B"]),
-        ("e = evaluator.create(\n    'C',\n    dt=0.025)", ["C"]),
-        ("evaluator = setup.evaluator.create(etype='%s' % emodel)", []),
-        ("x = '''evaluator.create('D')'''", []),
-        ("print 'python 2'\nevaluator = model.evaluator.create('E')", ["E"]),
-        ("if True:\n  x = (\nevaluator.create('F')", ["F"]),  # untokenizable: pattern fallback
+        f"evaluator = model.evaluator.create('{KEY}', cvode_active=True)",
+        f'evaluator = model.evaluator.create(etype="{KEY}")',
+        f"e = evaluator.create(\n    '{KEY}',\n    dt=0.025)",
+        f"if True:\n    evaluator = model.evaluator.create('{KEY}')",
     ],
 )
-def test_evaluator_keys_are_read_without_running_the_script(source, keys):
-    assert evaluator_keys(source) == keys
+def test_the_key_is_read_from_the_evaluator_create_call(optimisation_dir, source):
+    (optimisation_dir / "opt_neuron.py").write_text(source)
+
+    assert validate_optimisation(optimisation_dir) == []
+
+
+def test_opt_neuron_that_is_not_python_3_is_refused_with_the_line(optimisation_dir):
+    (optimisation_dir / "opt_neuron.py").write_text(
+        f"import model\nprint 'python 2'\nevaluator = model.evaluator.create('{KEY}')\n"
+    )
+
+    assert validate_optimisation(optimisation_dir) == [
+        "opt_neuron.py cannot be parsed as Python 3 (line 2: Missing parentheses in call to "
+        "'print'. Did you mean print(...)?), so the key it passes to evaluator.create(...) "
+        "cannot be read, and it would not run."
+    ]
+
+
+def test_opt_neuron_without_a_literal_key_is_refused(optimisation_dir):
+    (optimisation_dir / "opt_neuron.py").write_text(
+        "emodel = 'x'\nevaluator = setup.evaluator.create(etype='%s' % emodel)\n"
+    )
+
+    assert validate_optimisation(optimisation_dir) == [
+        "opt_neuron.py calls evaluator.create(...) without a literal key, so it cannot be "
+        f"checked against the config files' key '{KEY}'; write evaluator.create('{KEY}', ...)."
+    ]
 
 
 # --- model, mechanisms, morphology -----------------------------------------------------

@@ -139,7 +139,9 @@ def _refresh_and_wait(client) -> RepositoryRefresh:
     response = client.post("/catalogue/refresh/")
     assert response.status_code == 302
     refresh = RepositoryRefresh.objects.first()
-    deadline = time.monotonic() + 60
+    # The refresh may wait in the queue behind the compiles of the models just imported
+    # (nrnivmodl takes from seconds to a minute on a busy 2-core machine).
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         state = client.get(f"/catalogue/refresh/{refresh.pk}/").json()
         if not state["active"]:
