@@ -6,6 +6,7 @@ from django.db import transaction
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from models_app.models import RunPackage
@@ -30,6 +31,8 @@ def _account(user) -> NsgAccount | None:
 # ----------------------------------------------------------------------------- account
 
 
+# The password must never reach an error report or the DEBUG page.
+@sensitive_post_parameters("password")
 def account(request):
     existing = _account(request.user)
     form = NsgLoginForm(
