@@ -201,12 +201,13 @@ def job_cancel(request, pk):
     except NsgError as error:
         messages.error(request, f"NSG did not cancel the job: {error.display_message or error}")
         return redirect(job)
-    messages.success(
-        request,
-        "Cancelling: the run and all its processes are being stopped."
-        if job.backend == Job.Backend.LOCAL
-        else "The job was cancelled and deleted at NSG.",
-    )
+    if job.backend == Job.Backend.LOCAL:
+        done = "Cancelling: the run and all its processes are being stopped."
+    elif job.handle:
+        done = "The job was cancelled and deleted at NSG."
+    else:
+        done = "The job was cancelled before NSG accepted it."
+    messages.success(request, done)
     return redirect(job)
 
 
