@@ -12,6 +12,7 @@ from analysis_app.engine.figures import FIGURE_NAMES, FigureExportError
 from analysis_app.forms import AnalysisSourceForm
 from analysis_app.models import Analysis
 from nsg_app.models import Job
+from rebuild_site.query import query_int
 
 FIGURE_TITLES = {
     "morphology": "Morphology",
@@ -44,10 +45,10 @@ def _get_done_analysis(request, pk) -> Analysis:
 
 
 def _individual(request) -> int:
-    try:
-        return max(0, int(request.GET.get("individual", 0)))
-    except ValueError:
-        raise Http404("No such individual.") from None
+    individual = query_int(request.GET.get("individual", "0"))
+    if individual is None:
+        raise Http404("No such individual.")
+    return individual
 
 
 # ----------------------------------------------------------------------------- choose
@@ -88,9 +89,9 @@ def analyses(request):
 
 def _initial_choice(request) -> dict:
     """``?job=<pk>`` (the jobs' "Analyse" button) preselects that job, when it is theirs."""
-    job = request.GET.get("job", "")
-    if job.isdigit():
-        return {"source": Analysis.Source.JOB, "job": int(job)}
+    job = query_int(request.GET.get("job"), minimum=1)
+    if job is not None:
+        return {"source": Analysis.Source.JOB, "job": job}
     if not Job.objects.visible_to(request.user).filter(state=Job.State.COLLECTED).exists():
         return {"source": Analysis.Source.CATALOGUE}
     return {}

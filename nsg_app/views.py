@@ -215,9 +215,11 @@ def job_cancel(request, pk):
 def job_file(request, pk, name):
     job = _get_job(request, pk)
     result = get_object_or_404(ResultFile, job=job, name=name)
-    return FileResponse(
-        default_storage.open(result.storage_name, "rb"), as_attachment=True, filename=result.name
-    )
+    try:
+        handle = default_storage.open(result.storage_name, "rb")
+    except OSError:
+        raise Http404(f"{result.name} is no longer in storage.") from None
+    return FileResponse(handle, as_attachment=True, filename=result.name)
 
 
 # ----------------------------------------------------------------------------- submit
