@@ -309,12 +309,12 @@ def create_package(request, pk):
 
 def _built_package(request, optimisation) -> RunPackage | None:
     """The package named by ?package= (the one just built), if the user may see it."""
-    number = request.GET.get("package", "")
-    if not (number.isascii() and number.isdigit() and len(number) < 12):
+    number = query_int(request.GET.get("package"), minimum=1)
+    if number is None:
         return None
     return (
         RunPackage.objects.visible_to(request.user)
-        .filter(optimisation=optimisation, pk=int(number))
+        .filter(optimisation=optimisation, pk=number)
         .first()
     )
 

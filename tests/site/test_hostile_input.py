@@ -69,14 +69,16 @@ ENDPOINTS = {
     "models_app:upload": Endpoint(("POST",), files=("archive",)),
     "models_app:refresh": Endpoint(("POST",)),
     "models_app:refresh_status": Endpoint(("GET",), target="refresh"),
-    "models_app:detail": Endpoint(("GET", "POST"), ("version", "tab"), target="model"),
+    "models_app:detail": Endpoint(("GET", "POST"), ("version", "tab", "package"), target="model"),
     "models_app:publish": Endpoint(("POST",), ("published",), target="model"),
     # The bound fields are added from the model's parameters (see _fields).
     "models_app:save_parameters": Endpoint(("POST",), ("version",), target="model"),
     "models_app:create_package": Endpoint(
         ("POST",), ("offspring_size", "max_ngen", "version"), target="model"
     ),
-    "models_app:source": Endpoint(("GET",), ("offspring_size", "max_ngen"), target="model"),
+    "models_app:source": Endpoint(
+        ("GET",), ("offspring_size", "max_ngen", "package"), target="model"
+    ),
     "models_app:package_download": Endpoint(("GET",), target="package"),
     "nsg_app:jobs": Endpoint(("GET",)),
     "nsg_app:jobs_status": Endpoint(("GET",)),
@@ -106,7 +108,7 @@ ENDPOINTS = {
     "analysis_app:figure_download": Endpoint(("GET",), ("individual",), target="analysis"),
     "analysis_app:file": Endpoint(("GET",), target="analysis"),
     "analysis_app:traces": Endpoint(("GET",), target="analysis"),
-    "analysis_app:save": Endpoint(("POST",), target="analysis"),
+    "analysis_app:save": Endpoint(("POST",), ("folder",), target="analysis"),
 }
 
 # A sane value for each <str:...>/<path:...> part, replaced in turn by each hostile value.
