@@ -17,9 +17,20 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# Development defaults for the command line (`manage.py ...` from a plain shell). Made only
+# when missing: an existing .env is the user's and is never overwritten. Production runs
+# without one, so a misconfigured deployment still refuses to start.
+.env:
+	@printf '%s\n' \
+		'# Written by `make install` for development, only because there was no .env.' \
+		'# Yours to edit; never overwritten. The environment wins over this file.' \
+		'# Every setting is described in .env.example.' \
+		'DEBUG=1' > $@
+	@echo "Wrote .env with the development defaults (DEBUG=1)."
 
-run: $(STAMP)
+install: $(STAMP) .env
+
+run: $(STAMP) .env
 	$(PY) -m rebuild_site.launcher --port $(PORT)
 
 lint: $(STAMP)

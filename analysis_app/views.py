@@ -13,6 +13,7 @@ from analysis_app.forms import AnalysisSourceForm
 from analysis_app.models import Analysis
 from models_app.models import Optimisation
 from nsg_app.models import Job
+from rebuild_site.query import query_int
 
 FIGURE_TITLES = {
     "morphology": "Morphology",
@@ -45,10 +46,10 @@ def _get_done_analysis(request, pk) -> Analysis:
 
 
 def _individual(request) -> int:
-    try:
-        return max(0, int(request.GET.get("individual", 0)))
-    except ValueError:
-        raise Http404("No such individual.") from None
+    individual = query_int(request.GET.get("individual", "0"))
+    if individual is None:
+        raise Http404("No such individual.")
+    return individual
 
 
 # ----------------------------------------------------------------------------- choose
@@ -90,13 +91,13 @@ def analyses(request):
 
 def _initial_choice(request) -> dict:
     """``?job=<pk>`` (the jobs' "Analyse" button) preselects that job, when it is theirs."""
-    job = request.GET.get("job", "")
-    if job.isdigit():
-        return {"source": Analysis.Source.JOB, "job": int(job)}
-    model = request.GET.get("optimisation", "")
-    if model.isdigit():
+    job = query_int(request.GET.get("job"), minimum=1)
+    if job is not None:
+        return {"source": Analysis.Source.JOB, "job": job}
+    model = query_int(request.GET.get("optimisation"), minimum=1)
+    if model is not None:
         # The catalogue's "Analyse" link: that model, its best run preselected.
-        found = Optimisation.objects.visible_to(request.user).filter(pk=int(model)).first()
+        found = Optimisation.objects.visible_to(request.user).filter(pk=model).first()
         if found is not None:
             return {
                 "source": Analysis.Source.CATALOGUE,

@@ -28,6 +28,7 @@ from models_app.highlight import highlighted, stylesheet
 from models_app.models import Optimisation, ParameterSet, RepositoryRefresh, RunPackage
 from models_app.tasks import refresh_repository
 from rebuild_site.access import staff_required
+from rebuild_site.query import query_int, query_text
 
 
 def _get_optimisation(request, pk) -> Optimisation:
@@ -37,10 +38,9 @@ def _get_optimisation(request, pk) -> Optimisation:
 def _get_version(request, optimisation, number) -> ParameterSet | None:
     if number in (None, ""):
         return None
-    try:
-        number = int(number)
-    except (TypeError, ValueError):
-        raise Http404("No such parameter version.") from None
+    number = query_int(number, minimum=1)
+    if number is None:
+        raise Http404("No such parameter version.")
     return get_object_or_404(
         ParameterSet.objects.filter(optimisation=optimisation, owner=request.user), version=number
     )
@@ -52,9 +52,9 @@ def _get_version(request, optimisation, number) -> ParameterSet | None:
 def catalogue(request, upload_form=None, status=200):
     visible = Optimisation.objects.visible_to(request.user).select_related("owner")
     models = visible
-    cell_type = request.GET.get("cell_type", "")
-    etype = request.GET.get("etype", "")
-    query = request.GET.get("q", "").strip()
+    cell_type = query_text(request.GET.get("cell_type"))
+    etype = query_text(request.GET.get("etype"))
+    query = query_text(request.GET.get("q"))
     if cell_type:
         models = models.filter(cell_type=cell_type)
     if etype:
@@ -310,12 +310,12 @@ def create_package(request, pk):
 
 def _built_package(request, optimisation) -> RunPackage | None:
     """The package named by ?package= (the one just built), if the user may see it."""
-    number = request.GET.get("package", "")
-    if not (number.isascii() and number.isdigit() and len(number) < 12):
+    number = query_int(request.GET.get("package"), minimum=1)
+    if number is None:
         return None
     return (
         RunPackage.objects.visible_to(request.user)
-        .filter(optimisation=optimisation, pk=int(number))
+        .filter(optimisation=optimisation, pk=number)
         .first()
     )
 
@@ -323,7 +323,10 @@ def _built_package(request, optimisation) -> RunPackage | None:
 @require_GET
 def package_download(request, pk):
     package = get_object_or_404(RunPackage.objects.visible_to(request.user), pk=pk)
-    handle = default_storage.open(package.file, "rb")
+    try:
+        handle = default_storage.open(package.file, "rb")
+    except OSError:
+        raise Http404(f"{package.filename} is no longer in storage.") from None
     return FileResponse(
         handle, as_attachment=True, filename=package.filename, content_type="application/zip"
     )

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from nsg_app.backends import backend_for
 from nsg_app.backends.nsg import nsg_client
@@ -23,6 +24,7 @@ class AccountCheckFailed(Exception):
     """The NSG credentials could not be confirmed, with a message for the user."""
 
 
+@sensitive_variables("password")
 def nsg_account_save(*, owner, username: str, password: str) -> NsgAccount:
     """Check the credentials against NSG at once, then store them (password encrypted)."""
     if not settings.NSG_APP_KEY:

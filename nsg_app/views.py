@@ -6,6 +6,7 @@ from django.db import transaction
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from models_app.models import RunPackage
@@ -31,6 +32,8 @@ def _account(user) -> NsgAccount | None:
 # ----------------------------------------------------------------------------- account
 
 
+# The password must never reach an error report or the DEBUG page.
+@sensitive_post_parameters("password")
 def account(request):
     existing = _account(request.user)
     form = NsgLoginForm(
@@ -204,12 +207,13 @@ def job_cancel(request, pk):
     except NsgError as error:
         messages.error(request, f"NSG did not cancel the job: {error.display_message or error}")
         return redirect(job)
-    messages.success(
-        request,
-        "Cancelling: the run and all its processes are being stopped."
-        if job.backend == Job.Backend.LOCAL
-        else "The job was cancelled and deleted at NSG.",
-    )
+    if job.backend == Job.Backend.LOCAL:
+        done = "Cancelling: the run and all its processes are being stopped."
+    elif job.handle:
+        done = "The job was cancelled and deleted at NSG."
+    else:
+        done = "The job was cancelled before NSG accepted it."
+    messages.success(request, done)
     return redirect(job)
 
 
@@ -217,9 +221,11 @@ def job_cancel(request, pk):
 def job_file(request, pk, name):
     job = _get_job(request, pk)
     result = get_object_or_404(ResultFile, job=job, name=name)
-    return FileResponse(
-        default_storage.open(result.storage_name, "rb"), as_attachment=True, filename=result.name
-    )
+    try:
+        handle = default_storage.open(result.storage_name, "rb")
+    except OSError:
+        raise Http404(f"{result.name} is no longer in storage.") from None
+    return FileResponse(handle, as_attachment=True, filename=result.name)
 
 
 # ----------------------------------------------------------------------------- submit

@@ -7,8 +7,10 @@ misconfigured deployment stops at once instead of failing later on the first req
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -77,3 +79,25 @@ def env_url(name: str, default: str = "", *, schemes: tuple[str, ...]) -> str:
         allowed = ", ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(f"{name} must start with one of {allowed}; got {value!r}")
     return value
+
+
+def load_env_file(base_dir: Path) -> None:
+    """Add the variables of the checkout's `.env` (or of ENV_FILE) to the environment.
+
+    `make install` writes a `.env` with the development defaults (DEBUG=1) when there is
+    none, so that `manage.py ...` works from a plain shell. A variable already set in the
+    environment wins over the file. Production runs with no `.env` (or ENV_FILE empty),
+    so its settings must come from the environment and are still checked at start-up.
+    """
+    name = os.environ.get("ENV_FILE")
+    if name is None:
+        path = base_dir / ".env"
+        if not path.is_file():
+            return
+    elif not name.strip():
+        return
+    else:
+        path = Path(name.strip())
+        if not path.is_file():
+            raise ImproperlyConfigured(f"ENV_FILE names no file; got {name!r}")
+    load_dotenv(path, override=False, encoding="utf-8")

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from rebuild_site.environment import load_env_file
 from rebuild_site.services import PrivateRedis, start_private_redis, wait_for_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    # The .env's variables reach every part, and this process's own REDIS_URL test.
+    load_env_file(BASE_DIR)
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     env.setdefault("DJANGO_SETTINGS_MODULE", "rebuild_site.settings")

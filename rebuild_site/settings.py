@@ -21,9 +21,11 @@ from rebuild_site.environment import (
     env_list,
     env_str,
     env_url,
+    load_env_file,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+load_env_file(BASE_DIR)  # the checkout's .env, if any; the environment wins over it
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env_bool("DEBUG", False)

@@ -24,6 +24,8 @@ TEST_VAR = ROOT / "var" / "test" / f"session-{os.getpid()}"
 TEST_VAR.mkdir(parents=True, exist_ok=True)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rebuild_site.settings")
+# The tests set what they need; a developer's .env must not change what they see.
+os.environ["ENV_FILE"] = ""
 os.environ["DEBUG"] = "1"
 os.environ["VAR_DIR"] = str(TEST_VAR)
 os.environ["MEDIA_ROOT"] = tempfile.mkdtemp(prefix="media-", dir=TEST_VAR)

@@ -76,6 +76,12 @@ def parse_config_text(data: bytes, *, label: str) -> tuple[dict[str, Any] | None
         return None, [
             f"{label} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
         ]
+    except ValueError as error:
+        # Python refuses to read an integer of more than 4,300 digits (a guard against
+        # quadratic-time parsing); no parameter bound or feature needs one.
+        return None, [f"{label} holds a number too long to read ({error})."]
+    except RecursionError:
+        return None, [f"{label} nests its brackets too deeply to be read."]
     problems = [
         f"{label} repeats the key '{name}'; only its last value would be used."
         for name in dict.fromkeys(repeated)

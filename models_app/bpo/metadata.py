@@ -58,8 +58,11 @@ def parse_metadata(source: Mapping[str, Any] | str | bytes) -> CatalogueMetadata
     if isinstance(source, str | bytes):
         try:
             document = json.loads(source)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InvalidMetadata([f"It is not valid JSON ({error})."]) from None
+        except (ValueError, RecursionError) as error:
+            # ValueError covers bad JSON, bad UTF-8 and integers too long for Python to
+            # read; RecursionError, brackets nested too deeply.
+            reason = "brackets nested too deeply" if isinstance(error, RecursionError) else error
+            raise InvalidMetadata([f"It is not valid JSON ({reason})."]) from None
     else:
         document = source
     if not isinstance(document, Mapping):

@@ -108,9 +108,15 @@ class NsgBackend:
                 job.error = f"NSG refused the job: {error.display_message or error}"
                 job.save(update_fields=["state", "error", "updated_at"])
                 return
-        job.handle = status.handle
-        job.state = Job.State.ACTIVE
-        job.save(update_fields=["handle", "state", "updated_at"])
+            # Conditional: the user may have cancelled while the upload ran. Then the
+            # job NSG just created is deleted there rather than left running unseen.
+            started = Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).update(
+                handle=status.handle, state=Job.State.ACTIVE, updated_at=timezone.now()
+            )
+            if not started:
+                _delete_quietly(client, status)
+                return
+        job.handle, job.state = status.handle, Job.State.ACTIVE
         job_apply_status(job, status)
 
     def refresh(self, job: Job) -> None:
@@ -134,7 +140,16 @@ class NsgBackend:
             client.close()
 
     def cancel(self, job: Job) -> None:
-        account = NsgAccount.objects.get(owner=job.owner)
+        account = NsgAccount.objects.filter(owner=job.owner).first()
+        if not job.handle:
+            self._cancel_submission(job, account)
+            return
+        if account is None:
+            raise NsgError(
+                "No NSG account is stored for the job's owner.",
+                display_message="no NSG credentials are stored for this job's owner; "
+                "log in to NSG again to cancel it there",
+            )
         with client_for(account) as client:
             try:
                 client.delete_job(job.handle)
@@ -143,6 +158,32 @@ class NsgBackend:
         stage_record(job, "CANCELLED", message="Cancelled and deleted at NSG by the user.")
         job.state = Job.State.CANCELLED if job.is_active else job.state
         job.save(update_fields=["state", "updated_at"])
+
+    def _cancel_submission(self, job: Job, account: NsgAccount | None) -> None:
+        """Cancel a job NSG has given no handle yet (still submitting, or stuck there)."""
+        cancelled = Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).update(
+            state=Job.State.CANCELLED, cancel_requested_at=timezone.now(), updated_at=timezone.now()
+        )
+        if not cancelled:
+            job.refresh_from_db()
+            if job.handle:  # NSG accepted it in the meantime: cancel it there
+                self.cancel(job)
+            return
+        stage_record(job, "CANCELLED", message="Cancelled before NSG accepted it.")
+        # A submission whose reply was lost may still have created the job at NSG.
+        if account is not None:
+            with client_for(account) as client:
+                found = _find_by_client_id(client, client_job_id(job))
+                if found is not None:
+                    _delete_quietly(client, found)
+        job.refresh_from_db()
+
+
+def _delete_quietly(client: NsgClient, status: JobStatus) -> None:
+    try:
+        client.delete_job(status)
+    except NsgError as error:
+        logger.warning("could not delete cancelled job %s at NSG: %s", status.handle, error)
 
 
 def _find_by_client_id(client: NsgClient, wanted: str) -> JobStatus | None:

@@ -73,7 +73,9 @@ class Transport:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self.session = session or requests.Session()
-        self.session.auth = (username, password)
+        # requests encodes str credentials as Latin-1 and fails on anything else; send
+        # UTF-8 bytes instead (RFC 7617's charset), as the emulator reads them.
+        self.session.auth = (username.encode("utf-8"), password.encode("utf-8"))
         self.session.verify = verify
         self.session.headers["cipres-appkey"] = app_key
         # NSG answers 406 to requests that carry an Accept header it does not like

@@ -70,6 +70,23 @@ def _bad_bounds(folder):
     path.write_text(json.dumps(document))
 
 
+def _bound_of_digits(digits: int):
+    def change(folder):
+        path = folder / "config" / "parameters.json"
+        text = path.read_text()
+        document = json.loads(text)
+        first_section = next(iter(document["CA1_PC_demo"]["optimized"]))
+        document["CA1_PC_demo"]["optimized"][first_section][0][2] = 123456789
+        # Written as text: json.dumps itself cannot write integers past 4,300 digits.
+        path.write_text(json.dumps(document).replace("123456789", "9" * digits, 1))
+
+    return change
+
+
+def _nested_brackets(folder):
+    (folder / "config" / "parameters.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
 CASES = {
     "absolute path": (lambda d: _with_demo(d, {"/etc/evil.txt": b"x"}), "absolute"),
     "parent folder": (lambda d: _with_demo(d, {"../evil.txt": b"x"}), ".."),
@@ -89,6 +106,18 @@ CASES = {
     ),
     "no mechanism": (lambda d: _with_demo(d, change=_no_mod), ".mod"),
     "lower above upper": (lambda d: _with_demo(d, change=_bad_bounds), "lower"),
+    "a 5,001-digit bound": (
+        lambda d: _with_demo(d, change=_bound_of_digits(5001)),
+        "parameters.json holds a number too long",
+    ),
+    "a bound past the largest float": (
+        lambda d: _with_demo(d, change=_bound_of_digits(4000)),
+        "upper",
+    ),
+    "100,000 nested brackets": (
+        lambda d: _with_demo(d, change=_nested_brackets),
+        "parameters.json nests its brackets too deeply",
+    ),
     "two top folders": (lambda d: _zip({"a/x.txt": b"1", "b/y.txt": b"2"}), "exactly one"),
     "not a zip": (lambda d: b"this is not a zip file", "zip"),
 }

@@ -90,3 +90,28 @@ def test_a_site_without_an_nsg_application_key_says_so(client, alice, settings):
 
     assert response.status_code == 400
     assert "no NSG application key" in response.content.decode()
+
+
+def test_credentials_outside_latin_1_log_in_and_never_show(client, alice, emulator):
+    client.force_login(alice)
+
+    response = client.post(
+        "/jobs/nsg-account/", {"username": "zoë✓", "password": "pässwörd✓€"}, follow=True
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Logged in to NSG as zoë✓" in page
+    assert "pässwörd" not in page
+    assert NsgAccount.objects.get(owner=alice).password() == "pässwörd✓€"
+
+
+def test_a_wrong_password_outside_latin_1_is_refused_plainly(client, alice, emulator):
+    client.force_login(alice)
+
+    response = client.post("/jobs/nsg-account/", {"username": "alice", "password": "❤" * 40})
+
+    assert response.status_code == 400
+    assert "NSG refused this user name and password." in response.content.decode()
+    assert "❤" not in response.content.decode()
+    assert not NsgAccount.objects.exists()

@@ -321,6 +321,53 @@ def test_cancel_stops_the_job_at_nsg(client, alice, nsg_account, script_package,
         assert status.handle not in [s.handle for s in nsg.list_jobs()]
 
 
+def _submitting_job(owner, package):
+    """A job the site created and no worker has submitted yet (stuck in Submitting)."""
+    return Job.objects.create(
+        owner=owner,
+        backend="nsg",
+        package=package,
+        folder=package.run_name,
+        tool="BLUEPYOPT_EXPANSE",
+        nodes=1,
+        cores_per_node=2,
+        runtime_hours=1,
+    )
+
+
+def test_a_job_stuck_in_submitting_can_be_cancelled(client, alice, nsg_account, script_package):
+    nsg_account(alice)
+    job = _submitting_job(alice, script_package(alice, "print('never')\n"))
+    client.force_login(alice)
+
+    response = client.post(f"/jobs/{job.pk}/cancel/", follow=True)
+
+    assert response.status_code == 200
+    assert "cancelled before NSG accepted it" in response.content.decode()
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED
+    assert "CANCELLED" in job.stages.values_list("stage", flat=True)
+
+
+def test_a_submission_that_ends_after_cancel_is_deleted_at_nsg(
+    client, alice, nsg_account, script_package, emulator
+):
+    from nsg_app.backends.nsg import NsgBackend
+
+    nsg_account(alice)
+    job = _submitting_job(alice, script_package(alice, "import time\ntime.sleep(120)\n"))
+    seen_by_the_worker = Job.objects.get(pk=job.pk)
+    client.force_login(alice)
+    client.post(f"/jobs/{job.pk}/cancel/")
+
+    NsgBackend().submit(seen_by_the_worker)  # the upload was already under way
+
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED
+    with emulator.client("alice") as nsg:
+        assert nsg.list_jobs() == []
+
+
 def test_other_users_can_neither_see_nor_act_on_a_job(
     client, alice, bob, nsg_account, demo_package
 ):
