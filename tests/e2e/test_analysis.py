@@ -73,3 +73,16 @@ def test_every_individual_s_figures_draw_and_switching_back_works(
         expect(page.locator("#figures")).to_have_attribute("data-drawn", str(labels.index(label)))
         for name in ("morphology", "evolution", "objectives", "traces", "parameters", "features"):
             expect(page.locator(f"#figure-{name} .main-svg").first).to_be_visible()
+
+    # a PNG takes the server a few seconds: the link says so, then the file arrives
+    png = page.get_by_role("region", name="Objectives").get_by_role("link", name="PNG")
+    with page.expect_download(timeout=120_000) as downloading:
+        png.click()
+        expect(
+            page.get_by_role("region", name="Objectives").locator("[aria-busy=true]")
+        ).to_have_text("Making PNG…")
+    download = downloading.value
+    assert download.suggested_filename.endswith(".png")
+    with open(download.path(), "rb") as handle:
+        assert handle.read(4) == b"\x89PNG"
+    expect(png).to_have_text("PNG")
