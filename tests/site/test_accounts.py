@@ -71,3 +71,31 @@ def test_staff_see_health_and_admin_links_others_do_not(client, alice, staff):
     client.force_login(staff)
     page = client.get("/catalogue/").content.decode()
     assert 'href="/health/"' in page and 'href="/admin/"' in page
+
+
+@pytest.mark.django_db
+def test_repeated_wrong_logins_are_paused_even_for_the_right_password(client, alice, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = client.post(reverse("login"), {"username": "alice", "password": "nope"})
+        assert "correct username and password" in response.content.decode()
+
+    locked = client.post(reverse("login"), {"username": "alice", "password": "nope"})
+    assert locked.status_code == 429
+    assert "Too many wrong passwords" in locked.content.decode()
+    # while paused, the right password does not get in either
+    again = client.post(reverse("login"), {"username": "alice", "password": "pass-word-123"})
+    assert again.status_code == 429
+    assert client.get("/catalogue/").status_code == 302
+    # another user is not affected
+    other = client.post(reverse("login"), {"username": "bob", "password": "nope"})
+    assert other.status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_right_password_resets_the_count(client, alice, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        client.post(reverse("login"), {"username": "alice", "password": "nope"})
+    client.post(reverse("login"), {"username": "alice", "password": "pass-word-123"})
+    client.post(reverse("logout"))
+    response = client.post(reverse("login"), {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
