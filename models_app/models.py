@@ -205,6 +205,7 @@ class RepositoryRefresh(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "repository refreshes"
 
     @property
     def active(self) -> bool:

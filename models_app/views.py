@@ -201,6 +201,15 @@ def detail(
             }
         )
     versions = ParameterSet.objects.filter(optimisation=optimisation, owner=request.user)
+    # Staff see every user's versions of this model, with what each changed.
+    users_versions = (
+        ParameterSet.objects.filter(optimisation=optimisation)
+        .exclude(owner=request.user)
+        .select_related("owner")
+        .order_by("owner__username", "version")
+        if request.user.is_staff
+        else ParameterSet.objects.none()
+    )
     packages = (
         RunPackage.objects.visible_to(request.user)
         .filter(optimisation=optimisation)
@@ -215,6 +224,7 @@ def detail(
         "optimisation": optimisation,
         "version": version,
         "versions": versions,
+        "users_versions": users_versions,
         "features": feature_rows(optimisation.features),
         "stimulus_figures": _stimulus_figures(optimisation),
         "rows": rows,

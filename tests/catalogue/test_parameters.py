@@ -149,3 +149,20 @@ def test_features_and_parameters_show_their_units_with_consistent_digits(client,
     assert "<td>Spikecount</td>" in page and "<td>count</td>" in page
     parameters = client.get(f"/catalogue/{demo_model.pk}/?tab=parameters").content.decode()
     assert '<td class="small text-muted">S/cm2</td>' in parameters
+
+
+def test_staff_see_every_user_s_versions_others_do_not(client, alice, bob, staff, demo_model):
+    client.force_login(alice)
+    client.post(
+        f"/catalogue/{demo_model.pk}/parameters/", _form(client, demo_model, **{LOWER: "0.02"})
+    )
+
+    client.force_login(staff)
+    page = client.get(f"/catalogue/{demo_model.pk}/?tab=parameters").content.decode()
+    assert "Users' versions" in page
+    assert "<td>alice</td><td>v1</td>" in page
+    assert "<code>gkbar_hh</code> on somatic: [0.01, 0.06] → [0.02, 0.06]" in page
+
+    client.force_login(bob)
+    page = client.get(f"/catalogue/{demo_model.pk}/?tab=parameters").content.decode()
+    assert "Users' versions" not in page and "<td>alice</td>" not in page
