@@ -181,8 +181,11 @@ def main(
         "repeats": repeats,
         "serial_seconds": round(serial_seconds, 2),
         "serial_seconds_all": [round(run.seconds, 2) for run in serial_runs],
+        # A run that started on a busier machine is slower: the ratio moves with the difference.
+        "serial_load_averages": [round(run.load, 2) for run in serial_runs],
         "local_seconds": round(parallel.seconds, 2),
         "local_seconds_all": [round(run.seconds, 2) for run in parallel_runs],
+        "local_load_averages": [round(run.load, 2) for run in parallel_runs],
         "local_one_core_seconds": round(single.seconds, 2) if single else None,
         "speedup": round(serial_seconds / parallel.seconds, 3),
         # Without a 1-core run, the serial run's whole time per evaluation (an upper bound).
@@ -225,6 +228,7 @@ def main(
 class _Timed:
     seconds: float
     logbook: list[dict]
+    load: float  # the machine's load average when the run started
     result: object = None  # LocalRunResult of a local run
     progress: object = None  # its final Progress
 
@@ -240,6 +244,7 @@ def _serial_run(
     run_folder = extract_zip(package, folder).path / run_name
     install_mechanisms(compiled, run_folder)
     arguments = optimisation_arguments(offspring_size=offspring_size, max_ngen=max_ngen)
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, *arguments],
@@ -251,7 +256,7 @@ def _serial_run(
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
         raise RuntimeError(f"the serial run failed:\n{completed.stderr[-3000:]}")
-    return _Timed(seconds, _logbook(run_folder))
+    return _Timed(seconds, _logbook(run_folder), load)
 
 
 def _local_run(package: Path, work: Path, cache: Path, cores: int, options: Mapping[str, Any]):
@@ -259,6 +264,7 @@ def _local_run(package: Path, work: Path, cache: Path, cores: int, options: Mapp
     place the benchmark runs ours."""
     from nsg_app.local import read_progress, run_package
 
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     result = run_package(
         package,
@@ -274,7 +280,7 @@ def _local_run(package: Path, work: Path, cache: Path, cores: int, options: Mapp
     if not result.succeeded:
         raise RuntimeError(f"the local run failed: {result.reason}\n{result.stderr_tail}")
     return _Timed(
-        seconds, _logbook(result.run_folder), result, read_progress(work / "progress.json")
+        seconds, _logbook(result.run_folder), load, result, read_progress(work / "progress.json")
     )
 
 
@@ -317,13 +323,15 @@ def _print(figures: dict) -> None:
         print(f"  run_package options: {figures['options']}")
     print(
         f"  plain serial opt_neuron.py   {figures['serial_seconds']:8.2f} s   "
-        f"(fastest of {figures['serial_seconds_all']})"
+        f"(fastest of {figures['serial_seconds_all']}; load averages at their start "
+        f"{figures['serial_load_averages']})"
     )
     if figures["local_one_core_seconds"] is not None:
         print(f"  local runner, 1 core         {figures['local_one_core_seconds']:8.2f} s")
     print(
         f"  local runner, {figures['cores']} cores        {figures['local_seconds']:8.2f} s   "
-        f"(fastest of {figures['local_seconds_all']})"
+        f"(fastest of {figures['local_seconds_all']}; load averages at their start "
+        f"{figures['local_load_averages']})"
     )
     print(
         f"  speed-up                     {figures['speedup']:8.3f}   "
