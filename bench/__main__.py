@@ -1,19 +1,33 @@
 """`make bench`: every benchmark of the project, with the machine they ran on.
 
 python -m bench                 all of them
-python -m bench package_build   some of them, by module name
+python -m bench package_build   some of them, by name (see BENCHMARKS)
+BENCH_REPEATS=1 python -m bench analysis_speed_reference
+                                fewer repeats, for the benchmarks that take a number
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import platform
 import sys
 import time
 
-BENCHMARKS = ["package_build", "nsg_polling", "nsg_collect", "local_speedup", "analysis_speed"]
+# Name -> (module in bench/, keyword arguments of its main()): a benchmark that takes a model
+# is listed once per model it runs on.
+BENCHMARKS: dict[str, tuple[str, dict]] = {
+    "package_build": ("package_build", {}),
+    "nsg_polling": ("nsg_polling", {}),
+    "nsg_collect": ("nsg_collect", {}),
+    "local_speedup": ("local_speedup", {}),
+    "local_speedup_reference": ("local_speedup", {"model": "reference"}),
+    "analysis_speed": ("analysis_speed", {}),
+    "analysis_speed_reference": ("analysis_speed", {"model": "reference"}),
+}
+REPEATS_VARIABLE = "BENCH_REPEATS"
 
 
 def machine() -> dict:
@@ -43,20 +57,29 @@ def machine() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or BENCHMARKS
+    names = argv or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"Unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    repeats = os.environ.get(REPEATS_VARIABLE)
     print("Machine:", json.dumps(machine()))
     results = {}
     failed = False
     for name in names:
+        module_name, arguments = BENCHMARKS[name]
         try:
-            module = importlib.import_module(f"bench.{name}")
+            module = importlib.import_module(f"bench.{module_name}")
         except ModuleNotFoundError as error:
             print(f"\n== {name}: not available ({error})")
             continue
+        arguments = dict(arguments)
+        if repeats and "repeats" in inspect.signature(module.main).parameters:
+            arguments["repeats"] = int(repeats)
         print(f"\n== {name}")
         started = time.monotonic()
         try:
-            results[name] = module.main()
+            results[name] = module.main(**arguments)
         except Exception as error:  # report and go on with the other benchmarks
             failed = True
             print(f"{name} failed: {type(error).__name__}: {error}")
