@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from models_app.bpo.untrusted import KB, UntrustedFileError, read_untrusted_json
+
 UNPACKING = "unpacking"
 COMPILING = "compiling"
 LOADING = "loading"
@@ -21,6 +23,8 @@ SCORING = "scoring"
 WRITING = "writing"
 DONE = "done"
 FAILED = "failed"
+# A progress document is a few hundred bytes.
+MAX_PROGRESS_BYTES = 64 * KB
 STAGES = (UNPACKING, COMPILING, LOADING, SIMULATING, SCORING, WRITING, DONE, FAILED)
 
 
@@ -50,12 +54,17 @@ def write_progress(
 
 
 def read_progress(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The last progress written at ``path``, or None when there is none yet."""
+    """The last progress written at ``path``, or None when there is none yet or it is not one.
+
+    The simulation process, which runs the model's code, writes this file: it is read
+    through ``models_app.bpo.untrusted`` (a regular file in its folder, of bounded size).
+    """
+    path = Path(path)
     try:
-        with open(path, encoding="utf-8") as stream:
-            return json.load(stream)
-    except FileNotFoundError:
+        document = read_untrusted_json(path, root=path.parent, max_bytes=MAX_PROGRESS_BYTES)
+    except (FileNotFoundError, UntrustedFileError):
         return None
+    return document if isinstance(document, dict) else None
 
 
 def write_json_atomically(path: Path, document: Any, *, indent: int | None = None) -> None:

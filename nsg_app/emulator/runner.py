@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from models_app.bpo.untrusted import GB, UntrustedFileError, copy_untrusted
+
 from .archives import ArchiveError, extract_single_folder_zip, write_output_tarball
 from .jobs import (
     COMMANDRENDERING,
@@ -53,6 +55,8 @@ logger = logging.getLogger(__name__)
 RESOURCE = "expanse"
 # Slurm sends SIGTERM, then SIGKILL after its KillWait; ours is short.
 KILL_GRACE_SECONDS = 2.0
+# A job's STDOUT or STDERR beyond this is not served (NSG caps its outputs too).
+MAX_STREAM_BYTES = 1 * GB
 POLL_SECONDS = 0.1
 
 
@@ -276,8 +280,17 @@ class JobRunner(threading.Thread):
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("stdout.txt", "stderr.txt", "scheduler_stdout.txt", "scheduler_stderr.txt"):
             (self.workdir / name).touch()
-        shutil.copyfile(self.workdir / "stdout.txt", results / "STDOUT")
-        shutil.copyfile(self.workdir / "stderr.txt", results / "STDERR")
+        # The job's code could have replaced its output files by links or pipes.
+        for name, result in (("stdout.txt", "STDOUT"), ("stderr.txt", "STDERR")):
+            try:
+                copy_untrusted(
+                    self.workdir / name,
+                    results / result,
+                    root=self.workdir,
+                    max_bytes=MAX_STREAM_BYTES,
+                )
+            except (OSError, UntrustedFileError) as error:
+                (results / result).write_text(f"The emulator could not read {name}: {error}\n")
         write_output_tarball(self.workdir, results / "output.tar.gz")
         tarball_id, stdout_id, stderr_id = self.store.allocate_document_ids(3)
         files = [

@@ -42,6 +42,7 @@ from models_app.bpo.mechanisms import (
 )
 from models_app.bpo.optimisation import find_root
 from models_app.bpo.package import CHECKPOINT_ARGUMENT
+from models_app.bpo.untrusted import UntrustedFileError, append_text, read_untrusted_tail
 
 from . import outputs
 from .inject.rebuild_local_optimisation import (
@@ -346,16 +347,14 @@ class _LocalRun:
             compiled = compile_mechanisms(folder, cache_dir=self.mechanisms_cache)
         except MechanismCompileError as error:
             self._check_stop()  # an interrupted compiler is a cancel, not a failure
-            with open(self.stderr_path, "a", encoding="utf-8") as stderr:
-                stderr.write(error.log + ("\n" if error.log else "") + str(error) + "\n")
+            _append(self.stderr_path, error.log + ("\n" if error.log else "") + str(error) + "\n")
             self._fail(str(error))
         install_mechanisms(compiled, top)
         self.mechanisms_from_cache = compiled.from_cache
         if compiled.from_cache:
             self._note(f"Mechanisms: compiled copy {compiled.digest[:12]} reused from the cache.")
         else:
-            with open(self.stdout_path, "a", encoding="utf-8") as stdout:
-                stdout.write(compiled.log + ("\n" if compiled.log else ""))
+            _append(self.stdout_path, compiled.log + ("\n" if compiled.log else ""))
 
     # -- running --
 
@@ -490,12 +489,17 @@ class _LocalRun:
         )
 
     def _note(self, text: str) -> None:
-        with open(self.stdout_path, "a", encoding="utf-8") as stdout:
-            stdout.write(f"Local run: {text}\n")
+        _append(self.stdout_path, f"Local run: {text}\n")
 
     def _error(self, text: str, *, raw: bool = False) -> None:
-        with open(self.stderr_path, "a", encoding="utf-8") as stderr:
-            stderr.write(text if raw else f"Local run: {text}\n")
+        _append(self.stderr_path, text if raw else f"Local run: {text}\n")
+
+
+def _append(path: Path, text: str) -> None:
+    """Add to STDOUT or STDERR, which the run's code may have swapped for a link or a pipe:
+    then the line is lost, and nothing is written wherever the link points."""
+    with contextlib.suppress(UntrustedFileError):
+        append_text(path, text)
 
 
 def _checkpoint_relative() -> str:
@@ -589,14 +593,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def _stderr_tail(path: Path) -> str:
     """The end of STDERR, from its last traceback when there is one, for people to read."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(0, os.SEEK_END)
-            size = file.tell()
-            file.seek(max(0, size - 16 * STDERR_TAIL_CHARS))
-            text = file.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    # The run could have swapped STDERR for a link or a pipe: read it as an untrusted file.
+    text = read_untrusted_tail(path, root=path.parent, max_chars=16 * STDERR_TAIL_CHARS)
     lines = text.splitlines()[-STDERR_TAIL_LINES:]
     starts = [number for number, line in enumerate(lines) if line.startswith(_TRACEBACK_START)]
     if starts:
