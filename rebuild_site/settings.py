@@ -268,6 +268,11 @@ MECHANISMS_CACHE_DIR = Path(env_str("MECHANISMS_CACHE_DIR", str(VAR_DIR / "mecha
 # Analyses: their work folders, and the time one may take.
 ANALYSIS_WORK_DIR = Path(env_str("ANALYSIS_WORK_DIR", str(VAR_DIR / "analyses"))).resolve()
 ANALYSIS_TIMEOUT_SECONDS = env_int("ANALYSIS_TIMEOUT_SECONDS", 1800, minimum=10)
+# The most an analysed result may unpack to, in bytes (in its work folder above): a few
+# megabytes uploaded can decompress to gigabytes.
+ANALYSIS_UNPACKED_MAX_BYTES = env_int(
+    "ANALYSIS_UNPACKED_MAX_BYTES", 2 * 1024 * 1024 * 1024, minimum=1024 * 1024
+)
 
 # Security: strict settings whenever DEBUG is off (`manage.py check --deploy` is clean).
 SESSION_COOKIE_HTTPONLY = True

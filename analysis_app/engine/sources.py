@@ -9,6 +9,7 @@ copied, because known fixes and compiled mechanisms must never touch the origina
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -167,8 +168,13 @@ def _unpack(source: Path, work_dir: Path, limits: ArchiveLimits) -> tuple[dict[s
         if inner is None:
             return _described("zip", source, extracted), unpacked
         output = work_dir / "output"
+        # The limits hold for everything unpacked: the zip's files count against them too.
+        left = max(1, limits.max_total_bytes - extracted.bytes_written)
+        inner_limits = dataclasses.replace(
+            limits, max_total_bytes=left, max_member_bytes=min(limits.max_member_bytes, left)
+        )
         extracted_output = _guarded(
-            lambda: extract_tar(inner, output, limits=limits, skip_links=True)
+            lambda: extract_tar(inner, output, limits=inner_limits, skip_links=True)
         )
         description = _described("nsg_results_zip", source, extracted_output)
         description["results_zip_files"] = extracted.files
