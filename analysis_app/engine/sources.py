@@ -173,9 +173,17 @@ def _unpack(source: Path, work_dir: Path, limits: ArchiveLimits) -> tuple[dict[s
         inner_limits = dataclasses.replace(
             limits, max_total_bytes=left, max_member_bytes=min(limits.max_member_bytes, left)
         )
-        extracted_output = _guarded(
-            lambda: extract_tar(inner, output, limits=inner_limits, skip_links=True)
-        )
+        try:
+            extracted_output = _guarded(
+                lambda: extract_tar(inner, output, limits=inner_limits, skip_links=True)
+            )
+        except AnalysisError as error:
+            if error.kind == UNSAFE_ARCHIVE and extracted.bytes_written:
+                error.details["problems"].append(
+                    f"The results zip's own files already take {_megabytes(extracted.bytes_written)} "
+                    f"of the {_megabytes(limits.max_total_bytes)} an analysis may unpack."
+                )
+            raise
         description = _described("nsg_results_zip", source, extracted_output)
         description["results_zip_files"] = extracted.files
         return description, output
@@ -186,6 +194,10 @@ def _unpack(source: Path, work_dir: Path, limits: ArchiveLimits) -> tuple[dict[s
         INVALID_SOURCE,
         f"{source.name} is neither a tar archive (NSG's output.tar.gz), a zip nor a folder.",
     )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def _guarded(extract):
