@@ -23,6 +23,7 @@ from typing import Any
 
 from analysis_app.engine import ANALYSIS_FILE, ERROR_FILE, read_progress
 from analysis_app.engine.errors import INTERNAL, TIMEOUT
+from models_app.bpo.sandbox import BWRAP
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.5
@@ -56,11 +57,13 @@ def run_engine(
     checkpoint: str | None = None,
     on_progress: Callable[[dict[str, Any] | None], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
+    sandbox: str = BWRAP,
 ) -> EngineOutcome:
     """Analyse ``source`` into ``out_dir`` in a child process, and wait for it.
 
     ``on_progress`` is called about every ``poll_seconds`` with the progress file's content
-    (None before the engine wrote one). Never raises for a failed analysis: the outcome
+    (None before the engine wrote one). ``sandbox`` ("bwrap" or "off") is how the engine
+    runs the model's code (the SANDBOX setting). Never raises for a failed analysis: the outcome
     holds the engine's error (kind, message, details).
     """
     out_dir = Path(out_dir)
@@ -81,6 +84,8 @@ def run_engine(
         str(mechanisms_cache),
         "--timeout",
         f"{timeout:g}",
+        "--sandbox",
+        sandbox,
     ]
     if checkpoint:
         command += ["--checkpoint", checkpoint]

@@ -148,6 +148,7 @@ def analysis_run(*, analysis_id: int) -> str:
             top=analysis.top,
             checkpoint=analysis.checkpoint or None,
             on_progress=_progress_recorder(analysis.pk),
+            sandbox=settings.SANDBOX,
         )
         if not outcome.succeeded:
             _record_failure(analysis, outcome.error)

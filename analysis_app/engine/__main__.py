@@ -13,6 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+from models_app.bpo.sandbox import BWRAP, MODES, Sandbox
+
 from .analysis import analyse, write_error_file
 from .errors import INTERRUPTED, OUTPUT_EXISTS, AnalysisError
 
@@ -52,6 +54,13 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--processes", type=int, help="protocols simulated at once (default: CPU count)"
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=MODES,
+        default=BWRAP,
+        help="how the model's code runs: bwrap (confined, the default) or off (unconfined, "
+        "as this user: only for models you trust)",
+    )
     return parser
 
 
@@ -80,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             processes=args.processes,
             checkpoint=args.checkpoint,
             timeout=args.timeout,
+            sandbox=Sandbox(args.sandbox),
         )
     except AnalysisError as error:
         return _failed(args.out, error, EXIT_FAILED)

@@ -340,6 +340,52 @@ class Sandbox:
                 [f"`true` exited with code {result.returncode} in the sandbox: {said}"]
             )
 
+    def exit_code(self, returncode: int | None) -> int | None:
+        """The command's own exit code, as if it had run without the sandbox.
+
+        bubblewrap exits with 128 + N when the command was killed by signal N; Popen says
+        -N for a process killed by N. (A command that exits with 129-192 itself reads as
+        killed: the shell's convention too.)
+        """
+        if self.enabled and returncode is not None and 128 < returncode <= 128 + 64:
+            return -(returncode - 128)
+        return returncode
+
+    def signal_command(self, process: subprocess.Popen, signum: int) -> None:
+        """Send ``signum`` to the command's processes in the group, not to bubblewrap.
+
+        For a grace period before the kill (SIGTERM, as Slurm does): bubblewrap would die of
+        it at once and take the sandbox with it, leaving the command no time to handle it.
+        """
+        if not self.enabled:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signum)
+            return
+        bwrap = shutil.which("bwrap")
+        for pid in group_members(process.pid):
+            try:
+                if os.path.realpath(f"/proc/{pid}/exe") == bwrap:
+                    continue
+                os.kill(pid, signum)
+            except (ProcessLookupError, PermissionError, OSError):
+                continue
+
+
+def group_members(group: int) -> list[int]:
+    """The live processes of process group ``group``, as /proc shows them."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{entry.path}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
 
 def kill_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
     """SIGKILL the process group of a process started by ``popen``, and reap it.
@@ -444,6 +490,8 @@ class _Mounts:
                 self.options += ["--ro-bind", str(path), str(path)]
         # 1777 like a real /tmp: bubblewrap makes a tmpfs 0755 and root-owned otherwise.
         self.options += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+        # POSIX semaphores and shared memory (multiprocessing's locks) live in /dev/shm.
+        self.options += ["--perms", "1777", "--tmpfs", "/dev/shm"]
         self._folders.update({Path("/proc"), Path("/dev"), Path("/tmp")})
 
     def bind(self, path: Path, *, read_only: bool) -> None:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from models_app.bpo.sandbox import BWRAP, MODES, Sandbox
+
 from . import outputs
 from .progress import PREPARING, Progress, estimate_time_left, read_progress
 from .runner import LocalRunResult, RunStatus, run_package
@@ -81,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where the live progress is written (default DIR/{PROGRESS_NAME})",
     )
     parser.add_argument(
+        "--sandbox",
+        choices=MODES,
+        default=None,
+        help="how the model's code runs: bwrap (confined; the default, or the SANDBOX "
+        "setting under manage.py) or off (unconfined, as this user: only for models you trust)",
+    )
+    parser.add_argument(
         "--cancel-file",
         type=Path,
         default=None,
@@ -118,6 +127,7 @@ def run_from_arguments(args: argparse.Namespace, *, stream: TextIO | None = None
             mechanisms_cache=args.mechanisms_cache or default_mechanisms_cache(),
             progress_file=progress_file,
             cancel_check=should_stop,
+            sandbox=Sandbox(getattr(args, "sandbox", None) or BWRAP),
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

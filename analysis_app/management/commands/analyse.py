@@ -57,6 +57,7 @@ class Command(BaseCommand):
                 top=top,
                 checkpoint=checkpoint,
                 on_progress=report,
+                sandbox=settings.SANDBOX,
             )
         if not outcome.succeeded:
             error = outcome.error
