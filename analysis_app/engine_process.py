@@ -22,6 +22,7 @@ from typing import Any
 
 from analysis_app.engine import ANALYSIS_FILE, ERROR_FILE, read_progress
 from analysis_app.engine.errors import INTERNAL, TIMEOUT
+from models_app.bpo.sandbox import BWRAP
 from models_app.bpo.untrusted import (
     MB,
     UntrustedFileError,
@@ -66,13 +67,15 @@ def run_engine(
     max_unpacked_bytes: int,
     on_progress: Callable[[dict[str, Any] | None], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
+    sandbox: str = BWRAP,
 ) -> EngineOutcome:
     """Analyse ``source`` into ``out_dir`` in a child process, and wait for it.
 
     ``on_progress`` is called about every ``poll_seconds`` with the progress file's content
     (None before the engine wrote one). The source is unpacked in ``work_dir`` (the
     analysis's own work folder, never the system's temporary one), to at most
-    ``max_unpacked_bytes``. Never raises for a failed analysis: the outcome
+    ``max_unpacked_bytes``. ``sandbox`` ("bwrap" or "off") is how the engine runs the
+    model's code (the SANDBOX setting). Never raises for a failed analysis: the outcome
     holds the engine's error (kind, message, details).
     """
     out_dir = Path(out_dir)
@@ -97,6 +100,8 @@ def run_engine(
         str(work_dir),
         "--max-unpacked-bytes",
         str(max_unpacked_bytes),
+        "--sandbox",
+        sandbox,
     ]
     if checkpoint:
         command += ["--checkpoint", checkpoint]

@@ -150,6 +150,7 @@ def analysis_run(*, analysis_id: int) -> str:
             work_dir=work,
             max_unpacked_bytes=settings.ANALYSIS_UNPACKED_MAX_BYTES,
             on_progress=_progress_recorder(analysis.pk),
+            sandbox=settings.SANDBOX,
         )
         if not outcome.succeeded:
             _record_failure(analysis, outcome.error)

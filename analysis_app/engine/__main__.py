@@ -13,6 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+from models_app.bpo.sandbox import BWRAP, MODES, Sandbox
+
 from .analysis import DEFAULT_MAX_UNPACKED_BYTES, analyse, unpack_limits, write_error_file
 from .errors import INTERRUPTED, OUTPUT_EXISTS, AnalysisError
 
@@ -64,6 +66,13 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_UNPACKED_BYTES,
         help=f"the most the source may unpack to (default {DEFAULT_MAX_UNPACKED_BYTES})",
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=MODES,
+        default=BWRAP,
+        help="how the model's code runs: bwrap (confined, the default) or off (unconfined, "
+        "as this user: only for models you trust)",
+    )
     return parser
 
 
@@ -96,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
             limits=unpack_limits(args.max_unpacked_bytes),
             work_root=args.work_dir,
+            sandbox=Sandbox(args.sandbox),
         )
     except AnalysisError as error:
         return _failed(args.out, error, EXIT_FAILED)

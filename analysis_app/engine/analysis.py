@@ -3,7 +3,10 @@
 Steps (docs/optimisation-folder.md section 3): unpack the source and find its run folder
 and checkpoint (``sources``); apply the known fixes to the copy; compile the mechanisms
 through the cache and install them; simulate the best individuals and score them with the
-model's own evaluator in a process of its own (``simulation``); write the results.
+model's own evaluator in a process of its own (``simulation``); write the results. The
+compilation and the simulation process (which unpickles the checkpoint and runs the
+model's code) run in the sandbox (``models_app.bpo.sandbox``), which sees only the
+analysis's work folder.
 
 The output folder holds::
 
@@ -44,6 +47,7 @@ from models_app.bpo.mechanisms import (
     compile_mechanisms,
     install_mechanisms,
 )
+from models_app.bpo.sandbox import Limits, Sandbox, SandboxError, kill_group, read_changed
 from models_app.bpo.untrusted import (
     MB,
     UntrustedFileError,
@@ -62,6 +66,7 @@ from .progress import (
     UNPACKING,
     WRITING,
     read_progress,
+    relay_progress,
     write_json_atomically,
     write_progress,
 )
@@ -77,7 +82,10 @@ ERROR_FILE = "error.json"
 # and, above all, eFEL versions (docs/optimisation-folder.md section 4).
 LARGE_RELATIVE_DIFFERENCE = 0.05
 LARGE_ABSOLUTE_DIFFERENCE = 1.0
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The project packages the simulation process imports (read-only in the sandbox).
+SIMULATION_PACKAGES = ("analysis_app.engine", "models_app.bpo")
+# How often the progress the simulation writes in the sandbox is copied out.
+RELAY_SECONDS = 0.25
 _LOG_TAIL = 20_000
 # What the simulation process (the model's code) writes is read back within these sizes:
 # result.json carries the hoc cells and per-protocol figures, traces go in .npz files.
@@ -135,6 +143,7 @@ def analyse(
     timeout: float | None = None,
     limits: ArchiveLimits | None = None,
     work_root: str | os.PathLike[str] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> AnalysisResult:
     """Analyse the optimisation result ``source`` into the folder ``out_dir``.
 
@@ -146,6 +155,7 @@ def analyse(
     ``limits``: what the source may unpack to (default ``unpack_limits()``). ``work_root``:
     where the source is unpacked, in a folder of its own removed at the end (default: beside
     ``out_dir``; never the system's temporary folder, which a bomb would fill for everyone).
+    ``sandbox``: where the model's code runs (default: bubblewrap).
 
     Raises ``AnalysisError``; the progress file then says ``failed``.
     """
@@ -178,6 +188,7 @@ def analyse(
                 deadline=deadline,
                 limits=limits,
                 started=started,
+                sandbox=sandbox or Sandbox(),
             )
     except _TimeLimitExceeded:
         error = _timeout_error(timeout)
@@ -207,6 +218,7 @@ def _analyse(
     deadline: float | None,
     limits: ArchiveLimits,
     started: float,
+    sandbox: Sandbox,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
 
@@ -220,7 +232,7 @@ def _analyse(
     write_progress(progress_file, COMPILING, "Compiling the mechanisms (or reusing them)")
     try:
         compiled = compile_mechanisms(
-            prepared.optimisation.root / "mechanisms", cache_dir=mechanisms_cache
+            prepared.optimisation.root / "mechanisms", cache_dir=mechanisms_cache, sandbox=sandbox
         )
     except MechanismCompileError as error:
         raise AnalysisError(
@@ -239,6 +251,7 @@ def _analyse(
         processes=processes,
         progress_file=progress_file,
         deadline=deadline,
+        sandbox=sandbox,
     )
     timings["simulation_process"] = time.perf_counter() - mark
     for stage, seconds in simulated["timings"].items():
@@ -275,15 +288,18 @@ def _simulate(
     processes: int | None,
     progress_file,
     deadline: float | None,
+    sandbox: Sandbox,
 ) -> dict[str, Any]:
     exchange = work / "simulation"
     exchange.mkdir()
+    # The process writes its progress inside its work folder; it is copied out as it goes.
+    inner_progress = exchange / "progress.json"
     request = {
         "key": prepared.optimisation.key,
         "checkpoint": str(prepared.checkpoint),
         "top": top,
         "processes": processes,
-        "progress_file": None if progress_file is None else str(Path(progress_file).resolve()),
+        "progress_file": None if progress_file is None else str(inner_progress),
         "result_file": str(exchange / "result.json"),
         "error_file": str(exchange / "error.json"),
         "traces_dir": str(exchange / "traces"),
@@ -297,26 +313,29 @@ def _simulate(
         try:
             # A process of its own, in its own process group: NEURON's state is global to
             # a process, and the whole group (with its forked protocol runs) can be ended
-            # at once.
-            process = subprocess.Popen(
+            # at once. It runs the model's code: in the sandbox, seeing only ``work``.
+            process = sandbox.popen(
                 [sys.executable, "-m", "analysis_app.engine.simulation", str(request_file)],
                 cwd=prepared.run_folder,
+                writable=[work],
+                packages=SIMULATION_PACKAGES,
                 env=_simulation_environment(),
+                limits=_simulation_limits(deadline),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
+        except SandboxError as error:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise AnalysisError(INTERNAL, " ".join(error.problems)) from None
         except BaseException:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             raise
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                code = process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                raise _TimeLimitExceeded from None
+            code = sandbox.exit_code(
+                _wait_relaying(process, deadline, inner_progress, progress_file)
+            )
         finally:
             _end_process_group(process)
     # Everything in the exchange folder was written by the model's code: read back only
@@ -416,12 +435,40 @@ def _unusable_output(problems: list[str], log_text: str) -> AnalysisError:
     )
 
 
+def _wait_relaying(
+    process: subprocess.Popen, deadline: float | None, inner_progress: Path, progress_file
+) -> int:
+    """Wait for the simulation, copying its progress out; _TimeLimitExceeded at the deadline."""
+    seen = None
+    while True:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        step = RELAY_SECONDS if remaining is None else min(RELAY_SECONDS, remaining)
+        try:
+            code = process.wait(timeout=step)
+        except subprocess.TimeoutExpired:
+            code = None
+        if progress_file is not None:
+            seen, content = read_changed(inner_progress, seen)
+            if content is not None:
+                relay_progress(content, Path(progress_file))
+        if code is not None:
+            return code
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _TimeLimitExceeded
+
+
+def _simulation_limits(deadline: float | None) -> Limits:
+    # CPU time is per process; the wall-clock deadline is enforced here.
+    if deadline is None:
+        return Limits()
+    seconds = max(1.0, deadline - time.monotonic())
+    return Limits.for_runtime(seconds, threads=os.cpu_count() or 1)
+
+
 def _simulation_environment() -> dict[str, str]:
+    # The project's packages are found through its installation (PYTHONPATH would point
+    # at the checkout, which the sandbox does not show).
     env = dict(os.environ)
-    python_path = [str(_PROJECT_ROOT)]
-    if env.get("PYTHONPATH"):
-        python_path.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(python_path)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MPLBACKEND"] = "Agg"  # models' analysis modules may import matplotlib
     for name in ("DISPLAY", "USEIPYP", "IPYTHON_PROFILE"):
@@ -430,7 +477,7 @@ def _simulation_environment() -> dict[str, str]:
 
 
 def _end_process_group(process: subprocess.Popen) -> None:
-    """Kill what is left of the simulation's process group (the process and its forks).
+    """Kill what is left of the simulation's sandbox (the process and its forks).
 
     The time limit's alarm may go off during this very cleanup (it is due at the moment
     the wait for the process gives up): then the cleanup is finished first, and the time
@@ -439,10 +486,7 @@ def _end_process_group(process: subprocess.Popen) -> None:
     exceeded = None
     for _ in range(2):  # the alarm goes off once at most
         try:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
+            kill_group(process)
             break
         except _TimeLimitExceeded as error:
             exceeded = error

@@ -53,6 +53,31 @@ def write_progress(
     write_json_atomically(Path(path), document)
 
 
+def relay_progress(content: bytes, path: Path) -> bool:
+    """Copy a progress document the sandboxed simulation wrote to ``path``, if it is one.
+
+    It comes from a process that runs the model's code: it is written out only when it
+    reads as progress, re-encoded with the known fields, never as the bytes it came in.
+    """
+    try:
+        document = json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    if not isinstance(document, dict) or document.get("stage") not in STAGES:
+        return False
+    counts = [document.get("protocols_done"), document.get("protocols_total")]
+    if not all(isinstance(count, int) and not isinstance(count, bool) for count in counts):
+        return False
+    write_progress(
+        path,
+        document["stage"],
+        str(document.get("message") or "")[:1000],
+        protocols_done=counts[0],
+        protocols_total=counts[1],
+    )
+    return True
+
+
 def read_progress(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The last progress written at ``path``, or None when there is none yet or it is not one.
 

@@ -115,6 +115,8 @@ class LocalBackend:
             str(progress_file),
             "--cancel-file",
             str(cancel_file),
+            "--sandbox",
+            settings.SANDBOX,
         ]
         job.handle = f"LOCAL-{job.pk}"
         job.state, job.stage, job.date_submitted = Job.State.ACTIVE, "RUNNING", timezone.now()

@@ -4,7 +4,9 @@ Each job gets a thread that walks QUEUE -> COMMANDRENDERING -> INPUTSTAGING ->
 SUBMITTED -> LOAD_RESULTS -> COMPLETED, pausing `stage_seconds` before each step. In
 SUBMITTED it does what NSG's batch script does on Expanse: compile the mechanisms with
 nrnivmodl, then run `python3 <filename_>` inside the zip's top folder, in a process group
-of its own so that a time limit or a cancel can stop the whole process tree.
+of its own so that a time limit or a cancel can stop the whole process tree. Both run the
+job's code, so both run in the sandbox (``ClusterSettings.sandbox``, from --sandbox), which
+sees only the job's working directory.
 
 A zip is accepted at submission whatever it holds, and unpacked at INPUTSTAGING as on
 NSG: one that is not a zip, is unsafe, or lacks exactly one top folder ends the job
@@ -29,9 +31,10 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from models_app.bpo.sandbox import Limits, Sandbox, SandboxError
 from models_app.bpo.untrusted import GB, UntrustedFileError, copy_untrusted
 
 from .archives import ArchiveError, extract_single_folder_zip, write_output_tarball
@@ -65,6 +68,8 @@ class ClusterSettings:
     stage_seconds: float = 0.0
     # Multiplies every job's time limit (runtime_ hours), so tests can use short limits.
     time_scale: float = 1.0
+    # Where the jobs' code runs: bubblewrap unless --sandbox off.
+    sandbox: Sandbox = field(default_factory=Sandbox)
 
 
 class Cancelled(Exception):
@@ -96,7 +101,7 @@ class JobRunner(threading.Thread):
         with self._process_lock:
             process = self._process
         if process is not None:
-            _terminate(process)
+            _terminate(process, self.cluster.sandbox)
 
     def run(self) -> None:
         job = self.store.live(self.handle)
@@ -222,16 +227,22 @@ class JobRunner(threading.Thread):
             with self._process_lock:
                 if self._cancel.is_set():
                     raise Cancelled
-                process = subprocess.Popen(
+                process = self.cluster.sandbox.popen(
                     command,
                     cwd=cwd,
+                    writable=[self.workdir],
+                    env=env,
+                    limits=Limits.for_runtime(
+                        max(1.0, deadline - time.monotonic()), threads=os.cpu_count() or 1
+                    ),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
-                    env=env,
-                    start_new_session=True,
                 )
                 self._process = process
+        except SandboxError as exc:
+            err.write(f"{' '.join(exc.problems)}\n".encode())
+            return False
         except OSError as exc:
             err.write(f"{command[0]}: {exc}\n".encode())
             return False
@@ -247,7 +258,7 @@ class JobRunner(threading.Thread):
                 if self._cancel.is_set():
                     raise Cancelled
                 if remaining <= 0:
-                    _terminate(process)
+                    _terminate(process, self.cluster.sandbox)
                     process.wait()
                     return True
         finally:
@@ -411,10 +422,12 @@ def _compile_command(run_dir: Path) -> list[str] | None:
     return None
 
 
-def _terminate(process: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
+def _terminate(
+    process: subprocess.Popen, sandbox: Sandbox, grace: float = KILL_GRACE_SECONDS
+) -> None:
+    """SIGTERM the job's processes, then SIGKILL the group after `grace` seconds."""
     if grace > 0:
-        _signal_group(process.pid, signal.SIGTERM)
+        sandbox.signal_command(process, signal.SIGTERM)
         try:
             process.wait(timeout=grace)
         except subprocess.TimeoutExpired:

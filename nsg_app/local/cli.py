@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from models_app.bpo.sandbox import BWRAP, MODES, Sandbox
 from models_app.bpo.untrusted import MB, UntrustedFileError, read_untrusted_json
 
 from . import outputs
@@ -84,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where the live progress is written (default DIR/{PROGRESS_NAME})",
     )
     parser.add_argument(
+        "--sandbox",
+        choices=MODES,
+        default=None,
+        help="how the model's code runs: bwrap (confined; the default, or the SANDBOX "
+        "setting under manage.py) or off (unconfined, as this user: only for models you trust)",
+    )
+    parser.add_argument(
         "--cancel-file",
         type=Path,
         default=None,
@@ -121,6 +129,7 @@ def run_from_arguments(args: argparse.Namespace, *, stream: TextIO | None = None
             mechanisms_cache=args.mechanisms_cache or default_mechanisms_cache(),
             progress_file=progress_file,
             cancel_check=should_stop,
+            sandbox=Sandbox(getattr(args, "sandbox", None) or BWRAP),
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ terminal progress bar) only read it and never wait on the run.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -179,6 +180,24 @@ def write_runner_phase(
         document.update({key: written[key] for key in document.keys() & written.keys()})
     document.update(phase=phase, message=message, updated_at=now_text())
     write_progress_document(path, document)
+
+
+def relay_progress(content: bytes, path: Path, *, started_at: str) -> bool:
+    """Copy a progress document written inside the sandbox to ``path``, if it is one.
+
+    The document comes from the model's processes: it is written out only when it reads as
+    this run's progress (the same start), re-encoded, never as the bytes it came in.
+    """
+    try:
+        document = json.loads(content.decode("utf-8"))
+        if not isinstance(document, dict) or document.get("started_at") != started_at:
+            return False
+        _progress(document)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
+        return False
+    known = progress_document(cores=None, started_at=started_at).keys()
+    write_progress_document(path, {key: document[key] for key in known if key in document})
+    return True
 
 
 def remove_stale_temporaries(path: Path) -> None:

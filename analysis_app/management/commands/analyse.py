@@ -64,6 +64,7 @@ class Command(BaseCommand):
                 work_dir=Path(scratch),
                 max_unpacked_bytes=settings.ANALYSIS_UNPACKED_MAX_BYTES,
                 on_progress=report,
+                sandbox=settings.SANDBOX,
             )
         if not outcome.succeeded:
             error = outcome.error
