@@ -76,9 +76,15 @@ def _hostile_probe(targets):
             attempt("read", what, True, f"read {len(data)} bytes")
         except Exception as error:
             attempt("read", what, False, repr(error))
+    here = os.getcwd() + os.sep
     for what, path in targets["folders_to_list"].items():
         try:
-            attempt("list", what, True, f"{len(os.listdir(path))} entries")
+            # The folders on the way to its own work folder it may see; anything else, not.
+            entries = [
+                name for name in os.listdir(path)
+                if not here.startswith(os.path.join(path, name) + os.sep)
+            ]
+            attempt("list", what, bool(entries), f"{len(entries)} other entries")
         except Exception as error:
             attempt("list", what, False, repr(error))
     present = sorted(name for name in targets["secret_variables"] if name in os.environ)
