@@ -13,7 +13,14 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ["package_build", "nsg_polling", "nsg_collect", "local_speedup", "analysis_speed"]
+BENCHMARKS = [
+    "package_build",
+    "nsg_polling",
+    "nsg_collect",
+    "local_speedup",
+    "analysis_speed",
+    "sandbox_overhead",
+]
 
 
 def machine() -> dict:

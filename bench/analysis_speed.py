@@ -13,6 +13,10 @@ simulation, not start-up, dominates. The first engine analysis of each variant s
 an empty cache and compiles; the later ones must reuse it. Target: at most 0.6 of the
 original recipe's time on 2 cores.
 
+``sandboxes``: the engine's warm analyses are made once per sandbox mode, interleaved; the
+first mode gives the figures above, and with ("bwrap", "off") (the default) each mode's
+median and their ratio are reported, with the same recomputed fitness required.
+
 Run with ``python -c "from bench.analysis_speed import main; main()"``.
 """
 
@@ -33,6 +37,7 @@ from analysis_app.engine import analyse
 from analysis_app.engine.figures import all_figures, write_figure_files
 from models_app.bpo.fixes import apply_known_fixes
 from models_app.bpo.layout import is_never_copied
+from models_app.bpo.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_NAME = "CA1_pyr_cACpyr_ballstick3_20261101120000"
@@ -42,12 +47,13 @@ LONG_PROTOCOLS_FACTOR = 20
 REPEATS = 3
 
 
-def main(repeats: int = REPEATS) -> dict[str, Any]:
+def main(repeats: int = REPEATS, sandboxes: tuple[str, ...] = ("bwrap", "off")) -> dict[str, Any]:
     results: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         "repeats": repeats,
         "target_ratio": TARGET_RATIO,
         "variants": {},
+        "sandboxes": list(sandboxes),
     }
     with tempfile.TemporaryDirectory(prefix="analysis-bench-") as scratch:
         scratch = Path(scratch)
@@ -58,7 +64,9 @@ def main(repeats: int = REPEATS) -> dict[str, Any]:
             ),
         }
         for name, model in variants.items():
-            results["variants"][name] = _measure(model, scratch / f"runs-{name}", repeats)
+            results["variants"][name] = _measure(
+                model, scratch / f"runs-{name}", repeats, sandboxes
+            )
     results["meets_target"] = all(
         variant["ratio"] <= TARGET_RATIO for variant in results["variants"].values()
     )
@@ -66,11 +74,14 @@ def main(repeats: int = REPEATS) -> dict[str, Any]:
     return results
 
 
-def _measure(model: Path, runs: Path, repeats: int) -> dict[str, Any]:
+def _measure(model: Path, runs: Path, repeats: int, sandboxes: tuple[str, ...]) -> dict[str, Any]:
     cache = runs / "mechanisms-cache"
+    primary = Sandbox(sandboxes[0])
     started = time.perf_counter()
-    cold = analyse(model, runs / "engine-cold", mechanisms_cache=cache)
+    cold = analyse(model, runs / "engine-cold", mechanisms_cache=cache, sandbox=primary)
     cold_seconds = time.perf_counter() - started
+    others: dict[str, list[float]] = {mode: [] for mode in sandboxes[1:]}
+    fitness_by_sandbox: dict[str, float] = {}
 
     original: list[float] = []
     engine: list[float] = []
@@ -79,8 +90,19 @@ def _measure(model: Path, runs: Path, repeats: int) -> dict[str, Any]:
     for repeat in range(repeats):  # interleaved, so that both see the same machine state
         original.append(_original_recipe(model, runs / f"original-{repeat}"))
         started = time.perf_counter()
-        warm = analyse(model, runs / f"engine-{repeat}", mechanisms_cache=cache)
+        warm = analyse(model, runs / f"engine-{repeat}", mechanisms_cache=cache, sandbox=primary)
         engine.append(time.perf_counter() - started)
+        fitness_by_sandbox[primary.mode] = warm.best["fitness"]["recomputed"]
+        for mode in others:
+            started = time.perf_counter()
+            other = analyse(
+                model,
+                runs / f"engine-{mode}-{repeat}",
+                mechanisms_cache=cache,
+                sandbox=Sandbox(mode),
+            )
+            others[mode].append(time.perf_counter() - started)
+            fitness_by_sandbox[mode] = other.best["fitness"]["recomputed"]
         started = time.perf_counter()
         write_figure_files(
             all_figures(warm.analysis, warm.morphology_path), warm.out_dir / "figures", png=False
@@ -112,6 +134,13 @@ def _measure(model: Path, runs: Path, repeats: int) -> dict[str, Any]:
             if stage != "protocols"
         },
         "fitness": warm.best["fitness"],
+        "engine_seconds_by_sandbox": {primary.mode: engine, **others},
+        "sandbox_ratios": {
+            f"{primary.mode}/{mode}": statistics.median(engine) / statistics.median(seconds)
+            for mode, seconds in others.items()
+        },
+        "fitness_by_sandbox": fitness_by_sandbox,
+        "same_fitness_in_every_sandbox": len(set(fitness_by_sandbox.values())) == 1,
     }
 
 
@@ -194,6 +223,13 @@ def _print(results: dict[str, Any]) -> None:
             f"({mechanisms['cold_compile_seconds']:.2f} s), later ones from cache "
             f"{mechanisms['warm_from_cache']} ({mechanisms['warm_compile_seconds']:.3f} s)"
         )
+        for mode, seconds in variant["engine_seconds_by_sandbox"].items():
+            print(
+                f"  engine, sandbox {mode:5s}                    {statistics.median(seconds):6.2f} s"
+            )
+        for pair, ratio in variant["sandbox_ratios"].items():
+            print(f"  sandbox cost {pair}: {ratio:.3f}")
+        print(f"  same fitness in every sandbox mode: {variant['same_fitness_in_every_sandbox']}")
         fitness = variant["fitness"]
         print(f"  fitness recomputed {fitness['recomputed']:.4f}, stored {fitness['stored']:.4f}")
     verdict = "met" if results["meets_target"] else "NOT met"

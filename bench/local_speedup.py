@@ -21,6 +21,10 @@ part; and the evaluation phase alone, 1 core against 2. The same seed must give 
 logbook in every run. The machine's load average is printed: other work on a 2-core machine
 takes a core away and the figures with it.
 
+``sandboxes``: the local runs (2) are made once per sandbox mode, alternating, the first
+mode giving the figures above; with ("bwrap", "off") (the default) the sandbox's cost on a
+whole run and per evaluation is reported beside them, with the same logbook required.
+
 Run: ``python -m bench.local_speedup`` or ``python bench/local_speedup.py`` (from the project).
 """
 
@@ -52,6 +56,7 @@ def main(
     dt: float = 0.01,
     cores: int = 2,
     repeats: int = 2,
+    sandboxes: tuple[str, ...] = ("bwrap", "off"),
 ) -> dict:
     """Run the optimisations, print the figures and return them.
 
@@ -76,14 +81,20 @@ def main(
         # Other work on the machine takes cores from the runs: shown with the figures.
         load_before = os.getloadavg()[0]
 
-        serial_runs, parallel_runs = [], []
+        serial_runs = []
+        by_sandbox: dict[str, list[_Timed]] = {mode: [] for mode in sandboxes}
         for attempt in range(repeats):
             serial_runs.append(
                 _serial_run(package, base / f"serial-{attempt}", compiled, offspring_size, max_ngen)
             )
-            parallel_runs.append(_local_run(package, base / f"local-{attempt}", cache, cores))
-        single = _local_run(package, base / "local-one-core", cache, 1)
-        logbooks = [run.logbook for run in (*serial_runs, *parallel_runs, single)]
+            for mode in sandboxes:
+                by_sandbox[mode].append(
+                    _local_run(package, base / f"local-{mode}-{attempt}", cache, cores, mode)
+                )
+        parallel_runs = by_sandbox[sandboxes[0]]
+        single = _local_run(package, base / "local-one-core", cache, 1, sandboxes[0])
+        every_run = [*serial_runs, *(run for runs in by_sandbox.values() for run in runs), single]
+        logbooks = [run.logbook for run in every_run]
         same_logbook = all(logbook == logbooks[0] for logbook in logbooks)
 
     serial_seconds = min(run.seconds for run in serial_runs)
@@ -128,6 +139,19 @@ def main(
         "runner_overhead_fraction": round(runner_overhead / parallel.seconds, 4),
         "load_average_before": round(load_before, 2),
         "same_logbook": same_logbook,
+        "sandbox": sandboxes[0],
+        "by_sandbox": {
+            mode: {
+                "local_seconds": round(min(run.seconds for run in runs), 2),
+                "seconds_per_evaluation": round(
+                    min(run.progress.evaluation_seconds for run in runs) / evaluations, 4
+                ),
+                "preparation_seconds": round(
+                    min(run.result.preparation_seconds for run in runs), 2
+                ),
+            }
+            for mode, runs in by_sandbox.items()
+        },
         "speedup_target_met": serial_seconds / parallel.seconds >= SPEEDUP_TARGET,
         "outside_target_met": outside / parallel.seconds < OUTSIDE_TARGET,
     }
@@ -166,8 +190,9 @@ def _serial_run(package: Path, folder: Path, compiled, offspring_size: int, max_
     return _Timed(seconds, _logbook(run_folder))
 
 
-def _local_run(package: Path, work: Path, cache: Path, cores: int):
+def _local_run(package: Path, work: Path, cache: Path, cores: int, sandbox: str = "bwrap"):
     """The same package through run_package, timed from the call to its return."""
+    from models_app.bpo.sandbox import Sandbox
     from nsg_app.local import read_progress, run_package
 
     started = time.perf_counter()
@@ -179,6 +204,7 @@ def _local_run(package: Path, work: Path, cache: Path, cores: int):
         mechanisms_cache=cache,
         progress_file=work / "progress.json",
         extra_env={"BLUEPYOPT_SEED": SEED},
+        sandbox=Sandbox(sandbox),
     )
     seconds = time.perf_counter() - started
     if not result.succeeded:
@@ -264,7 +290,22 @@ def _print(figures: dict, *, offspring_size: int, max_ngen: int, dt: float) -> N
         f"{figures['preparation_seconds']} s, packing {figures['packing_seconds']} s, the "
         "rest between generations and at exit)"
     )
-    print(f"  same logbook in the three runs: {figures['same_logbook']}")
+    print(f"  same logbook in every run: {figures['same_logbook']}")
+    print(f"  the runs above: sandbox {figures['sandbox']}")
+    for mode, run in figures["by_sandbox"].items():
+        print(
+            f"  sandbox {mode:5s}  local runner, {figures['cores']} cores {run['local_seconds']:8.2f} s, "
+            f"{run['seconds_per_evaluation']:.4f} s per evaluation, preparation "
+            f"{run['preparation_seconds']} s"
+        )
+    modes = list(figures["by_sandbox"])
+    if len(modes) > 1:
+        first, second = (figures["by_sandbox"][mode] for mode in modes[:2])
+        print(
+            f"  {modes[0]} / {modes[1]}: whole run {first['local_seconds'] / second['local_seconds']:.3f}, "
+            f"per evaluation "
+            f"{first['seconds_per_evaluation'] / second['seconds_per_evaluation']:.3f}"
+        )
     print(f"  load average before the runs: {figures['load_average_before']}")
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -310,3 +312,43 @@ def _real_uid(pid: int) -> int:
 
 def _group(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+
+
+@pytest.fixture
+def nobody_s_folder():
+    # pytest's tmp_path lies in a folder only root may enter.
+    folder = Path(tempfile.mkdtemp(prefix="sandbox-nobody-"))
+    folder.chmod(0o755)
+    os.chown(folder, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_a_worker_that_is_not_root_gets_the_same_confinement(nobody_s_folder):
+    # The usual deployment: the worker runs as an ordinary user and bubblewrap makes the
+    # user namespace itself. Played here by Debian's Python run as nobody.
+    work = nobody_s_folder
+    inner = (
+        "import os, socket; print(os.getuid(), sorted(n for _, n in socket.if_nameindex()), "
+        f"os.path.exists({str(ROOT / 'pyproject.toml')!r}))"
+    )
+    outer = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from models_app.bpo.sandbox import Sandbox\n"
+        f"r = Sandbox().run(['/usr/bin/python3', '-c', {inner!r}], cwd={str(work)!r}, "
+        f"writable=[{str(work)!r}], capture_output=True, timeout=60)\n"
+        "print(r.returncode, r.stdout.decode().strip(), r.stderr.decode().strip())\n"
+    )
+    as_nobody = [
+        "setpriv",
+        f"--reuid={UNPRIVILEGED_ID}",
+        f"--regid={UNPRIVILEGED_ID}",
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        outer,
+    ]
+    result = subprocess.run(as_nobody, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"0 {UNPRIVILEGED_ID} ['lo'] False"
