@@ -110,9 +110,11 @@ ETC_FILES = (
 # Top-level names that are links into /usr on a merged-/usr system (folders otherwise).
 SYSTEM_LINKS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
 
-# Memory: the address space of each process. Measured (bench/sandbox_overhead.py): NEURON
-# with numpy and efel reserve about 1.2 GB of address space for 130-200 MB resident
-# (OpenBLAS buffers, thread stacks); 8 GiB leaves room for big morphologies and many threads.
+# Memory: the address space of each process (RLIMIT_AS). Measured (bench/sandbox_overhead.py,
+# 2 CPUs): a process with NEURON, NumPy, eFEL, BluePyOpt and matplotlib loaded that has run a
+# simulation peaks at about 300 MiB of address space for 90 MiB resident; OpenBLAS reserves
+# more per thread on machines with many cores. 8 GiB leaves that room and more for big
+# morphologies, and still stops a runaway process long before it takes the machine.
 DEFAULT_MEMORY_BYTES = 8 * 1024**3
 # Processes and threads of the sandbox's uid (RLIMIT_NPROC counts both): a run starts one
 # evaluation process per core, each with a few threads.
