@@ -45,7 +45,14 @@ from models_app.bpo.mechanisms import (
     compile_mechanisms,
     install_mechanisms,
 )
-from models_app.bpo.sandbox import Limits, Sandbox, SandboxError, kill_group, read_changed
+from models_app.bpo.sandbox import (
+    Limits,
+    Sandbox,
+    SandboxError,
+    kill_group,
+    open_written_inside,
+    read_changed,
+)
 
 from . import traces
 from .errors import INTERNAL, MECHANISMS, OUTPUT_EXISTS, TIMEOUT, AnalysisError
@@ -306,7 +313,7 @@ def _simulate(
     log_text = _tail(log_file)
     error_file = exchange / "error.json"
     if error_file.exists():
-        failure = json.loads(error_file.read_text(encoding="utf-8"))
+        failure = json.loads(_read_inside(error_file))
         details = dict(failure.get("details") or {})
         details["log"] = log_text
         raise AnalysisError(failure["kind"], failure["message"], details)
@@ -318,7 +325,7 @@ def _simulate(
             f"The simulation process {how} without a result; its log may say why.",
             {"exit_code": code, "log": log_text},
         )
-    simulated = json.loads(result_file.read_text(encoding="utf-8"))
+    simulated = json.loads(_read_inside(result_file))
     simulated["traces_dir"] = str(exchange / "traces")
     simulated["log"] = log_text
     return simulated
@@ -383,9 +390,19 @@ def _end_process_group(process: subprocess.Popen) -> None:
         raise exceeded
 
 
+def _read_inside(path: Path) -> str:
+    # Written by the sandboxed process: never through a link it may have put there.
+    with open_written_inside(path) as stream:
+        return stream.read().decode("utf-8")
+
+
 def _tail(path: Path) -> str:
-    with open(path, "rb") as stream:
-        stream.seek(max(0, path.stat().st_size - _LOG_TAIL))
+    try:
+        stream = open_written_inside(path)
+    except OSError as error:
+        return f"(the log cannot be read: {error.strerror or error})"
+    with stream:
+        stream.seek(max(0, os.fstat(stream.fileno()).st_size - _LOG_TAIL))
         return stream.read().decode("utf-8", "replace")
 
 

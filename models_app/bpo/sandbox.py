@@ -401,6 +401,23 @@ def kill_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
         process.wait(timeout=timeout)
 
 
+def open_written_inside(path: str | os.PathLike[str]):
+    """Open, for reading, a file that sandboxed code could have written or replaced.
+
+    Trusted code that reads a sandbox's outputs must not follow a link the model left in
+    place of a file (``result.json -> /srv/site/.env``): it would read the site's file with
+    the worker's rights. Raises OSError for a link or anything but a regular file.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def read_changed(
     inside: Path, seen: tuple[int, int] | None, *, limit: int = 1024 * 1024
 ) -> tuple[tuple[int, int] | None, bytes | None]:

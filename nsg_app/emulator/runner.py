@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models_app.bpo.sandbox import Limits, Sandbox, SandboxError
+from models_app.bpo.sandbox import Limits, Sandbox, SandboxError, open_written_inside
 
 from .archives import ArchiveError, extract_single_folder_zip, write_output_tarball
 from .jobs import (
@@ -286,10 +286,19 @@ class JobRunner(threading.Thread):
         shutil.rmtree(results, ignore_errors=True)
         results.mkdir()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # The job's code could have put links in place of these files: never follow one.
         for name in ("stdout.txt", "stderr.txt", "scheduler_stdout.txt", "scheduler_stderr.txt"):
-            (self.workdir / name).touch()
-        shutil.copyfile(self.workdir / "stdout.txt", results / "STDOUT")
-        shutil.copyfile(self.workdir / "stderr.txt", results / "STDERR")
+            try:
+                os.close(os.open(self.workdir / name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW))
+            except OSError:
+                logger.warning("Job %s: %s is not a plain file", self.handle, name)
+        for name, result in (("stdout.txt", "STDOUT"), ("stderr.txt", "STDERR")):
+            try:
+                with open_written_inside(self.workdir / name) as source:
+                    with open(results / result, "wb") as target:
+                        shutil.copyfileobj(source, target)
+            except OSError:
+                (results / result).write_bytes(b"")
         write_output_tarball(self.workdir, results / "output.tar.gz")
         tarball_id, stdout_id, stderr_id = self.store.allocate_document_ids(3)
         files = [
