@@ -17,11 +17,20 @@ The API, for a caller that starts such a process::
         writable=[work_folder],                   # the run's own folder(s): nothing else is
         packages=["analysis_app.engine"],         # project packages imported inside (read-only)
         env=environment,                          # filtered through ALLOWED_ENVIRONMENT
-        limits=Limits.for_runtime(seconds, processes_at_once=cores),
+        limits=Limits.for_runtime(seconds, threads=cores),   # default: Limits()
         stdout=log, stderr=subprocess.STDOUT,     # anything else Popen takes
     )
+    code = sandbox.exit_code(process.wait())      # -N when killed by signal N, as Popen says
+    kill_group(process)                           # at the end, or to cancel: the whole sandbox
     result = sandbox.run([...], cwd=..., writable=[...], timeout=60, capture_output=True)
     sandbox.check()                               # raises SandboxError unless `true` runs
+
+    with open_written_inside(work_folder / "result.json") as stream:   # never through a link
+        ...
+
+``SandboxError`` (a BpoError) says what is missing (bubblewrap, util-linux) and how to fix it.
+An import check that loads a model in a child process calls ``Sandbox.named(mode).run(...)``
+with the model's folder writable and ``packages=["models_app.bpo"]``.
 
 ``popen`` always starts the process in a session (process group) of its own: killing that
 group (``os.killpg(process.pid, SIGKILL)``) kills everything inside, even a process that
