@@ -17,11 +17,20 @@ The API, for a caller that starts such a process::
         writable=[work_folder],                   # the run's own folder(s): nothing else is
         packages=["analysis_app.engine"],         # project packages imported inside (read-only)
         env=environment,                          # filtered through ALLOWED_ENVIRONMENT
-        limits=Limits.for_runtime(seconds, processes_at_once=cores),
+        limits=Limits.for_runtime(seconds, threads=cores),   # default: Limits()
         stdout=log, stderr=subprocess.STDOUT,     # anything else Popen takes
     )
+    code = sandbox.exit_code(process.wait())      # -N when killed by signal N, as Popen says
+    kill_group(process)                           # at the end, or to cancel: the whole sandbox
     result = sandbox.run([...], cwd=..., writable=[...], timeout=60, capture_output=True)
     sandbox.check()                               # raises SandboxError unless `true` runs
+
+    with open_written_inside(work_folder / "result.json") as stream:   # never through a link
+        ...
+
+``SandboxError`` (a BpoError) says what is missing (bubblewrap, util-linux) and how to fix it.
+An import check that loads a model in a child process calls ``Sandbox.named(mode).run(...)``
+with the model's folder writable and ``packages=["models_app.bpo"]``.
 
 ``popen`` always starts the process in a session (process group) of its own: killing that
 group (``os.killpg(process.pid, SIGKILL)``) kills everything inside, even a process that
@@ -110,9 +119,11 @@ ETC_FILES = (
 # Top-level names that are links into /usr on a merged-/usr system (folders otherwise).
 SYSTEM_LINKS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
 
-# Memory: the address space of each process. Measured (bench/sandbox_overhead.py): NEURON
-# with numpy and efel reserve about 1.2 GB of address space for 130-200 MB resident
-# (OpenBLAS buffers, thread stacks); 8 GiB leaves room for big morphologies and many threads.
+# Memory: the address space of each process (RLIMIT_AS). Measured (bench/sandbox_overhead.py,
+# 2 CPUs): a process with NEURON, NumPy, eFEL, BluePyOpt and matplotlib loaded that has run a
+# simulation peaks at about 300 MiB of address space for 90 MiB resident; OpenBLAS reserves
+# more per thread on machines with many cores. 8 GiB leaves that room and more for big
+# morphologies, and still stops a runaway process long before it takes the machine.
 DEFAULT_MEMORY_BYTES = 8 * 1024**3
 # Processes and threads of the sandbox's uid (RLIMIT_NPROC counts both): a run starts one
 # evaluation process per core, each with a few threads.
@@ -397,6 +408,23 @@ def kill_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=timeout)
+
+
+def open_written_inside(path: str | os.PathLike[str]):
+    """Open, for reading, a file that sandboxed code could have written or replaced.
+
+    Trusted code that reads a sandbox's outputs must not follow a link the model left in
+    place of a file (``result.json -> /srv/site/.env``): it would read the site's file with
+    the worker's rights. Raises OSError for a link or anything but a regular file.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def read_changed(

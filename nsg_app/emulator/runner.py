@@ -289,9 +289,14 @@ class JobRunner(threading.Thread):
         shutil.rmtree(results, ignore_errors=True)
         results.mkdir()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # The job's code could have put links in place of these files: never follow one.
         for name in ("stdout.txt", "stderr.txt", "scheduler_stdout.txt", "scheduler_stderr.txt"):
-            (self.workdir / name).touch()
-        # The job's code could have replaced its output files by links or pipes.
+            try:
+                # Non-blocking: a pipe left there must not hold the emulator up.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                os.close(os.open(self.workdir / name, flags))
+            except OSError:
+                logger.warning("Job %s: %s is not a plain file", self.handle, name)
         for name, result in (("stdout.txt", "STDOUT"), ("stderr.txt", "STDERR")):
             try:
                 copy_untrusted(

@@ -20,7 +20,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from models_app.bpo.sandbox import UNPRIVILEGED_ID, Limits, Sandbox, kill_group
+from models_app.bpo.sandbox import (
+    UNPRIVILEGED_ID,
+    Limits,
+    Sandbox,
+    kill_group,
+    open_written_inside,
+)
 from tests.fixtures.processes import alive, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,3 +358,20 @@ def test_a_worker_that_is_not_root_gets_the_same_confinement(nobody_s_folder):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"0 {UNPRIVILEGED_ID} ['lo'] False"
+
+
+def test_trusted_code_never_reads_a_sandbox_output_through_a_link(work):
+    secret = Path(os.environ["VAR_DIR"]) / "sandbox-secret-link.txt"
+    secret.write_text("the site's secret")
+    result = Sandbox().run(
+        [sys.executable, "-c", f"import os; os.symlink({str(secret)!r}, 'result.json')"],
+        cwd=work,
+        writable=[work],
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (work / "result.json").read_text() == "the site's secret"  # a plain open follows
+
+    with pytest.raises(OSError):
+        open_written_inside(work / "result.json")
