@@ -1,5 +1,6 @@
 FROM python:3.11-slim-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ make libc6-dev \
+# bubblewrap: model code runs in it (models_app/bpo/sandbox.py).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ make libc6-dev bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home app
 WORKDIR /app

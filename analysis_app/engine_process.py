@@ -10,7 +10,6 @@ at once. The Celery task and ``manage.py analyse`` both come through ``run_engin
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,13 @@ from typing import Any
 
 from analysis_app.engine import ANALYSIS_FILE, ERROR_FILE, read_progress
 from analysis_app.engine.errors import INTERNAL, TIMEOUT
+from models_app.bpo.sandbox import BWRAP
+from models_app.bpo.untrusted import (
+    MB,
+    UntrustedFileError,
+    read_untrusted_json,
+    read_untrusted_tail,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.5
@@ -30,6 +36,9 @@ POLL_SECONDS = 0.5
 GRACE_SECONDS = 30.0
 LOG_NAME = "engine.log"
 _LOG_TAIL = 20_000
+# analysis.json holds downsampled traces and the hoc cells; error.json a log's tail.
+MAX_ANALYSIS_BYTES = 256 * MB
+MAX_ERROR_BYTES = 8 * MB
 
 
 @dataclass(frozen=True)
@@ -54,13 +63,19 @@ def run_engine(
     timeout: float,
     top: int = 1,
     checkpoint: str | None = None,
+    work_dir: Path,
+    max_unpacked_bytes: int,
     on_progress: Callable[[dict[str, Any] | None], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
+    sandbox: str = BWRAP,
 ) -> EngineOutcome:
     """Analyse ``source`` into ``out_dir`` in a child process, and wait for it.
 
     ``on_progress`` is called about every ``poll_seconds`` with the progress file's content
-    (None before the engine wrote one). Never raises for a failed analysis: the outcome
+    (None before the engine wrote one). The source is unpacked in ``work_dir`` (the
+    analysis's own work folder, never the system's temporary one), to at most
+    ``max_unpacked_bytes``. ``sandbox`` ("bwrap" or "off") is how the engine runs the
+    model's code (the SANDBOX setting). Never raises for a failed analysis: the outcome
     holds the engine's error (kind, message, details).
     """
     out_dir = Path(out_dir)
@@ -81,6 +96,12 @@ def run_engine(
         str(mechanisms_cache),
         "--timeout",
         f"{timeout:g}",
+        "--work-dir",
+        str(work_dir),
+        "--max-unpacked-bytes",
+        str(max_unpacked_bytes),
+        "--sandbox",
+        sandbox,
     ]
     if checkpoint:
         command += ["--checkpoint", checkpoint]
@@ -155,16 +176,13 @@ def _outcome(
                 "details": {"timeout_seconds": timeout, "log": _tail(log_file)},
             },
         )
-    analysis_file = out_dir / ANALYSIS_FILE
-    if code == 0 and analysis_file.is_file():
-        return EngineOutcome(out_dir, json.loads(analysis_file.read_text(encoding="utf-8")), None)
-    error_file = out_dir / ERROR_FILE
-    if error_file.is_file():
-        try:
-            error = json.loads(error_file.read_text(encoding="utf-8"))
-        except ValueError:
-            error = None
-        if isinstance(error, dict) and error.get("kind") and error.get("message"):
+    if code == 0:
+        analysis = _document(out_dir, ANALYSIS_FILE, MAX_ANALYSIS_BYTES)
+        if analysis is not None:
+            return EngineOutcome(out_dir, analysis, None)
+    error = _document(out_dir, ERROR_FILE, MAX_ERROR_BYTES)
+    if error is not None:
+        if error.get("kind") and error.get("message"):
             error.setdefault("details", {})
             return EngineOutcome(out_dir, None, error)
     how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
@@ -179,10 +197,14 @@ def _outcome(
     )
 
 
-def _tail(path: Path) -> str:
+def _document(out_dir: Path, name: str, max_bytes: int) -> dict[str, Any] | None:
+    """The engine's JSON file ``name`` in ``out_dir``; None when missing or unusable."""
     try:
-        with open(path, "rb") as stream:
-            stream.seek(max(0, path.stat().st_size - _LOG_TAIL))
-            return stream.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+        document = read_untrusted_json(out_dir / name, root=out_dir, max_bytes=max_bytes)
+    except (OSError, UntrustedFileError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _tail(path: Path) -> str:
+    return read_untrusted_tail(path, root=path.parent, max_chars=_LOG_TAIL)

@@ -150,7 +150,10 @@ def analysis_run(*, analysis_id: int) -> str:
             timeout=settings.ANALYSIS_TIMEOUT_SECONDS,
             top=analysis.top,
             checkpoint=analysis.checkpoint or None,
+            work_dir=work,
+            max_unpacked_bytes=settings.ANALYSIS_UNPACKED_MAX_BYTES,
             on_progress=_progress_recorder(analysis.pk),
+            sandbox=settings.SANDBOX,
         )
         if not outcome.succeeded:
             _record_failure(analysis, outcome.error)

@@ -16,6 +16,8 @@ import platform
 import sys
 import time
 
+from models_app.bpo.sandbox import Sandbox
+
 # Name -> (module in bench/, keyword arguments of its main()): a benchmark that takes a model
 # is listed once per model it runs on.
 BENCHMARKS: dict[str, tuple[str, dict]] = {
@@ -26,6 +28,10 @@ BENCHMARKS: dict[str, tuple[str, dict]] = {
     "local_speedup_reference": ("local_speedup", {"model": "reference"}),
     "analysis_speed": ("analysis_speed", {}),
     "analysis_speed_reference": ("analysis_speed", {"model": "reference"}),
+    "sandbox_overhead": ("sandbox_overhead", {}),
+    # The same runs of ours with model code unconfined: the sandbox's cost, beside the above.
+    "local_speedup_sandbox_off": ("local_speedup", {"options": {"sandbox": Sandbox("off")}}),
+    "analysis_speed_sandbox_off": ("analysis_speed", {"options": {"sandbox": Sandbox("off")}}),
 }
 REPEATS_VARIABLE = "BENCH_REPEATS"
 

@@ -36,6 +36,9 @@ _PREFIXES = {
     Job.Backend.LOCAL: "BluePyOptOne/resultsLocal",
 }
 _CHECKPOINT = re.compile(r"(^|/)checkpoints/[^/]+\.pkl$")
+# A result's name comes from the service (or the run) and names a file in storage: one
+# plain file name, never a path.
+_RESULT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 
 
 class CollectError(Exception):
@@ -113,6 +116,8 @@ def store_results(
     entries = []
     os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
     for source in sources:
+        if not _RESULT_NAME.match(source.name) or source.name == MANIFEST:
+            raise CollectError(f"the result name {source.name[:200]!r} is not a plain file name")
         # Downloads go to FILE_UPLOAD_TEMP_DIR, on the same disk as the filesystem storage,
         # from where they are moved into place (S3 uploads them from there).
         with tempfile.NamedTemporaryFile(

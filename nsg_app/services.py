@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from models_app.bpo.untrusted import UntrustedFileError
 from nsg_app.backends import backend_for
 from nsg_app.backends.nsg import nsg_client
 from nsg_app.collection import CollectError, store_results
@@ -124,7 +125,7 @@ def job_collect(job_id: int) -> str:
 
     try:
         store_results(job, backend_for(job).result_sources(job), heartbeat=heartbeat)
-    except (CollectError, NsgError, OSError) as error:
+    except (CollectError, NsgError, OSError, UntrustedFileError) as error:
         # Back to COMPLETED: the results are still at the backend and can be copied again.
         Job.objects.filter(pk=job_id).update(
             state=Job.State.COMPLETED,

@@ -6,9 +6,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
+
+from models_app.bpo.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,20 @@ def storage() -> str:
     return type(default_storage._wrapped).__name__
 
 
+def sandbox() -> str:
+    """Run `true` in the sandbox that model code runs in; say plainly when it is off."""
+    chosen = Sandbox.named(settings.SANDBOX)
+    chosen.check()
+    if not chosen.enabled:
+        return f"SANDBOX is {settings.SANDBOX}: {chosen.description}"
+    return "bubblewrap ran `true` confined (no network, unprivileged uid, own folders only)"
+
+
 def run_checks() -> list[Check]:
     return [
         timed("Database", database),
         timed("Broker (Redis)", _broker),
         timed("Celery worker", _worker),
         timed("Storage", storage),
+        timed("Model sandbox", sandbox),
     ]

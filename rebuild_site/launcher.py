@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,6 +86,41 @@ def _wait_for_worker(env: dict[str, str], worker: subprocess.Popen, timeout: flo
     raise TimeoutError(f"the Celery worker did not answer a ping in {timeout:.0f} s")
 
 
+def _ensure_bubblewrap(env: dict[str, str]) -> None:
+    """Install bubblewrap when the sandbox is on and it is missing; say plainly when off."""
+    mode = env.get("SANDBOX", "bwrap").strip().lower() or "bwrap"
+    if mode != "bwrap":
+        print(
+            f"WARNING: SANDBOX={mode}: the sandbox is OFF. Every model's code (opt_neuron.py, "
+            "model/*.py, checkpoints, .mod files) runs unconfined as this user, with its "
+            "files and the site's secrets. Only for a single-user machine whose user trusts "
+            "every model.",
+            flush=True,
+        )
+        return
+    if shutil.which("bwrap"):
+        print("Model code runs in the bubblewrap sandbox.", flush=True)
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("Installing bubblewrap (the sandbox that confines model code)…", flush=True)
+        quiet = {
+            "stdout": subprocess.DEVNULL,
+            "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        }
+        subprocess.run(["apt-get", "update", "-q"], check=False, **quiet)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "bubblewrap"],
+            check=False,
+            **quiet,
+        )
+    if not shutil.which("bwrap"):
+        raise RuntimeError(
+            "bubblewrap (bwrap) is missing: model code runs in it. Install it "
+            "(Debian: sudo apt-get install bubblewrap), or, on a single-user machine whose "
+            "user trusts every model, run `SANDBOX=off make run`."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole site for development.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -112,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        _ensure_bubblewrap(env)
         subprocess.run(_manage("migrate", "--no-input", "-v", "0"), env=env, check=True)
         if not env.get("REDIS_URL"):
             supervisor.redis = start_private_redis(var_dir / "redis")

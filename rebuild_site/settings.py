@@ -8,6 +8,7 @@ SECRET_KEY, ALLOWED_HOSTS and CREDENTIALS_KEY, and passes `manage.py check --dep
 from __future__ import annotations
 
 import secrets
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -294,6 +295,38 @@ CELERY_BEAT_SCHEDULE["requeue-mechanism-compiles"] = {
 # Analyses: their work folders, and the time one may take.
 ANALYSIS_WORK_DIR = Path(env_str("ANALYSIS_WORK_DIR", str(VAR_DIR / "analyses"))).resolve()
 ANALYSIS_TIMEOUT_SECONDS = env_int("ANALYSIS_TIMEOUT_SECONDS", 1800, minimum=10)
+# The most an analysed result may unpack to, in bytes (in its work folder above): a few
+# megabytes uploaded can decompress to gigabytes.
+ANALYSIS_UNPACKED_MAX_BYTES = env_int(
+    "ANALYSIS_UNPACKED_MAX_BYTES", 2 * 1024 * 1024 * 1024, minimum=1024 * 1024
+)
+
+# Model code (opt_neuron.py, model/*.py, checkpoints, .mod files) runs confined by
+# bubblewrap: no network, no secrets, only its own run folder (models_app/bpo/sandbox.py).
+# Turning it off is for a single-user machine whose user trusts every model: "off" in
+# development; with DEBUG off only the value that names the risk is accepted.
+SANDBOX_OFF_IN_PRODUCTION = "off-trust-all-models"
+_sandbox = env_str("SANDBOX", "bwrap").lower()
+if _sandbox == "bwrap":
+    SANDBOX = "bwrap"
+    if not DEBUG and shutil.which("bwrap") is None:
+        raise ImproperlyConfigured(
+            "SANDBOX=bwrap but bubblewrap is not installed (Debian: apt-get install "
+            "bubblewrap). Model code must not run unconfined; to run it so anyway, on a "
+            f"single-user machine that trusts every model, set SANDBOX={SANDBOX_OFF_IN_PRODUCTION}."
+        )
+elif _sandbox == SANDBOX_OFF_IN_PRODUCTION or (_sandbox == "off" and DEBUG):
+    SANDBOX = "off"
+elif _sandbox == "off":
+    raise ImproperlyConfigured(
+        "SANDBOX=off is refused when DEBUG is off: every model's code would run as the "
+        "worker, with the site's secrets and database. Only on a single-user machine whose "
+        f"user trusts every model, set SANDBOX={SANDBOX_OFF_IN_PRODUCTION}."
+    )
+else:
+    raise ImproperlyConfigured(
+        f"SANDBOX must be bwrap, off (DEBUG only) or {SANDBOX_OFF_IN_PRODUCTION}; got {_sandbox!r}"
+    )
 
 # Security: strict settings whenever DEBUG is off (`manage.py check --deploy` is clean).
 SESSION_COOKIE_HTTPONLY = True

@@ -13,7 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .analysis import analyse, write_error_file
+from models_app.bpo.sandbox import BWRAP, MODES, Sandbox
+
+from .analysis import DEFAULT_MAX_UNPACKED_BYTES, analyse, unpack_limits, write_error_file
 from .errors import INTERRUPTED, OUTPUT_EXISTS, AnalysisError
 
 EXIT_FAILED = 1
@@ -52,6 +54,25 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--processes", type=int, help="protocols simulated at once (default: CPU count)"
     )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="where the source is unpacked, in a folder removed at the end (default: "
+        "beside the analysis folder)",
+    )
+    parser.add_argument(
+        "--max-unpacked-bytes",
+        type=int,
+        default=DEFAULT_MAX_UNPACKED_BYTES,
+        help=f"the most the source may unpack to (default {DEFAULT_MAX_UNPACKED_BYTES})",
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=MODES,
+        default=BWRAP,
+        help="how the model's code runs: bwrap (confined, the default) or off (unconfined, "
+        "as this user: only for models you trust)",
+    )
     return parser
 
 
@@ -65,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("--top must be at least 1")
     if args.processes is not None and args.processes < 1:
         parser().error("--processes must be at least 1")
+    if args.max_unpacked_bytes < 1:
+        parser().error("--max-unpacked-bytes must be at least 1")
 
     def terminate(signum, frame):
         raise _Terminated
@@ -80,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             processes=args.processes,
             checkpoint=args.checkpoint,
             timeout=args.timeout,
+            limits=unpack_limits(args.max_unpacked_bytes),
+            work_root=args.work_dir,
+            sandbox=Sandbox(args.sandbox),
         )
     except AnalysisError as error:
         return _failed(args.out, error, EXIT_FAILED)

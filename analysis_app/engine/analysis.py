@@ -3,7 +3,10 @@
 Steps (docs/optimisation-folder.md section 3): unpack the source and find its run folder
 and checkpoint (``sources``); apply the known fixes to the copy; compile the mechanisms
 through the cache and install them; simulate the best individuals and score them with the
-model's own evaluator in a process of its own (``simulation``); write the results.
+model's own evaluator in a process of its own (``simulation``); write the results. The
+compilation and the simulation process (which unpickles the checkpoint and runs the
+model's code) run in the sandbox (``models_app.bpo.sandbox``), which sees only the
+analysis's work folder.
 
 The output folder holds::
 
@@ -21,6 +24,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,16 +40,25 @@ from typing import Any
 
 import numpy as np
 
-from models_app.bpo.archive import TAR_LIMITS, ArchiveLimits
+from models_app.bpo.archive import GB, TAR_LIMITS, ArchiveLimits
 from models_app.bpo.fixes import apply_known_fixes
 from models_app.bpo.mechanisms import (
     MechanismCompileError,
     compile_mechanisms,
     install_mechanisms,
 )
+from models_app.bpo.sandbox import Limits, Sandbox, SandboxError, kill_group, read_changed
+from models_app.bpo.untrusted import (
+    MB,
+    UntrustedFileError,
+    copy_untrusted,
+    open_untrusted,
+    read_untrusted_json,
+    read_untrusted_tail,
+)
 
 from . import traces
-from .errors import INTERNAL, MECHANISMS, OUTPUT_EXISTS, TIMEOUT, AnalysisError
+from .errors import INTERNAL, MECHANISMS, MODEL_ERROR, OUTPUT_EXISTS, TIMEOUT, AnalysisError
 from .progress import (
     COMPILING,
     DONE,
@@ -52,20 +66,44 @@ from .progress import (
     UNPACKING,
     WRITING,
     read_progress,
+    relay_progress,
     write_json_atomically,
     write_progress,
 )
 from .sources import PreparedRun, prepare_run
 
 FORMAT_VERSION = 1
+# The most a source may unpack to (the site's ANALYSIS_UNPACKED_MAX_BYTES); NSG's
+# output.tar.gz of a real run is tens of megabytes, and a small upload can hold a bomb.
+DEFAULT_MAX_UNPACKED_BYTES = 2 * GB
 ANALYSIS_FILE = "analysis.json"
 ERROR_FILE = "error.json"
 # A recomputed fitness this far from the stored one is flagged: scores drift across NEURON
 # and, above all, eFEL versions (docs/optimisation-folder.md section 4).
 LARGE_RELATIVE_DIFFERENCE = 0.05
 LARGE_ABSOLUTE_DIFFERENCE = 1.0
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The project packages the simulation process imports (read-only in the sandbox).
+SIMULATION_PACKAGES = ("analysis_app.engine", "models_app.bpo")
+# How often the progress the simulation writes in the sandbox is copied out.
+RELAY_SECONDS = 0.25
 _LOG_TAIL = 20_000
+# What the simulation process (the model's code) writes is read back within these sizes:
+# result.json carries the hoc cells and per-protocol figures, traces go in .npz files.
+MAX_RESULT_BYTES = 64 * MB
+MAX_ERROR_BYTES = 4 * MB
+MAX_TRACES_FILE_BYTES = 256 * MB
+MAX_TRACES_UNPACKED_BYTES = 1024 * MB
+MAX_MORPHOLOGY_BYTES = 64 * MB
+_TRACES_FILE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.npz$")
+
+
+def unpack_limits(max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES) -> ArchiveLimits:
+    """What a source may unpack to in all: NSG's tarball limits, within ``max_unpacked_bytes``."""
+    return ArchiveLimits(
+        max_members=TAR_LIMITS.max_members,
+        max_total_bytes=max_unpacked_bytes,
+        max_member_bytes=min(TAR_LIMITS.max_member_bytes, max_unpacked_bytes),
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +141,9 @@ def analyse(
     processes: int | None = None,
     checkpoint: str | None = None,
     timeout: float | None = None,
-    limits: ArchiveLimits = TAR_LIMITS,
+    limits: ArchiveLimits | None = None,
     work_root: str | os.PathLike[str] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> AnalysisResult:
     """Analyse the optimisation result ``source`` into the folder ``out_dir``.
 
@@ -113,7 +152,10 @@ def analyse(
     the checkpoint in checkpoints/ (default: checkpoint.pkl, a catalogue model's best run,
     or the newest). ``timeout``: seconds for the whole analysis; the simulation process is
     killed when it passes (and, called from the main thread, the compilation too).
-    ``work_root``: where the source is unpacked (default: the system's temporary folder).
+    ``limits``: what the source may unpack to (default ``unpack_limits()``). ``work_root``:
+    where the source is unpacked, in a folder of its own removed at the end (default: beside
+    ``out_dir``; never the system's temporary folder, which a bomb would fill for everyone).
+    ``sandbox``: where the model's code runs (default: bubblewrap).
 
     Raises ``AnalysisError``; the progress file then says ``failed``.
     """
@@ -124,7 +166,10 @@ def analyse(
     if processes is not None and processes < 1:
         raise ValueError("processes must be at least 1")
     deadline = None if timeout is None else time.monotonic() + timeout
-    work = Path(tempfile.mkdtemp(prefix="analysis-", dir=work_root))
+    limits = limits or unpack_limits()
+    work_root = Path(work_root) if work_root is not None else out_dir.resolve().parent
+    work_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".analysis-", dir=work_root))
     try:
         if (out_dir / ANALYSIS_FILE).exists():
             raise AnalysisError(
@@ -143,6 +188,7 @@ def analyse(
                 deadline=deadline,
                 limits=limits,
                 started=started,
+                sandbox=sandbox or Sandbox(),
             )
     except _TimeLimitExceeded:
         error = _timeout_error(timeout)
@@ -172,6 +218,7 @@ def _analyse(
     deadline: float | None,
     limits: ArchiveLimits,
     started: float,
+    sandbox: Sandbox,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
 
@@ -185,7 +232,7 @@ def _analyse(
     write_progress(progress_file, COMPILING, "Compiling the mechanisms (or reusing them)")
     try:
         compiled = compile_mechanisms(
-            prepared.optimisation.root / "mechanisms", cache_dir=mechanisms_cache
+            prepared.optimisation.root / "mechanisms", cache_dir=mechanisms_cache, sandbox=sandbox
         )
     except MechanismCompileError as error:
         raise AnalysisError(
@@ -204,6 +251,7 @@ def _analyse(
         processes=processes,
         progress_file=progress_file,
         deadline=deadline,
+        sandbox=sandbox,
     )
     timings["simulation_process"] = time.perf_counter() - mark
     for stage, seconds in simulated["timings"].items():
@@ -240,9 +288,12 @@ def _simulate(
     processes: int | None,
     progress_file,
     deadline: float | None,
+    sandbox: Sandbox,
 ) -> dict[str, Any]:
     exchange = work / "simulation"
     exchange.mkdir()
+    # The process writes its progress inside its work folder; it is copied out as it goes.
+    inner_progress = exchange / "progress.json"
     request = {
         "key": prepared.optimisation.key,
         # None: the simulation process takes the best stored fitness among "checkpoints".
@@ -251,7 +302,7 @@ def _simulate(
         "chosen_by": prepared.chosen_by,
         "top": top,
         "processes": processes,
-        "progress_file": None if progress_file is None else str(Path(progress_file).resolve()),
+        "progress_file": None if progress_file is None else str(inner_progress),
         "result_file": str(exchange / "result.json"),
         "error_file": str(exchange / "error.json"),
         "traces_dir": str(exchange / "traces"),
@@ -265,55 +316,162 @@ def _simulate(
         try:
             # A process of its own, in its own process group: NEURON's state is global to
             # a process, and the whole group (with its forked protocol runs) can be ended
-            # at once.
-            process = subprocess.Popen(
+            # at once. It runs the model's code: in the sandbox, seeing only ``work``.
+            process = sandbox.popen(
                 [sys.executable, "-m", "analysis_app.engine.simulation", str(request_file)],
                 cwd=prepared.run_folder,
+                writable=[work],
+                packages=SIMULATION_PACKAGES,
                 env=_simulation_environment(),
+                limits=_simulation_limits(deadline),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
+        except SandboxError as error:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise AnalysisError(INTERNAL, " ".join(error.problems)) from None
         except BaseException:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             raise
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                code = process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                raise _TimeLimitExceeded from None
+            code = sandbox.exit_code(
+                _wait_relaying(process, deadline, inner_progress, progress_file)
+            )
         finally:
             _end_process_group(process)
-    log_text = _tail(log_file)
-    error_file = exchange / "error.json"
-    if error_file.exists():
-        failure = json.loads(error_file.read_text(encoding="utf-8"))
-        details = dict(failure.get("details") or {})
-        details["log"] = log_text
-        raise AnalysisError(failure["kind"], failure["message"], details)
-    result_file = exchange / "result.json"
-    if code != 0 or not result_file.exists():
+    # Everything in the exchange folder was written by the model's code: read back only
+    # the expected files, checked and within their sizes (models_app.bpo.untrusted).
+    log_text = read_untrusted_tail(log_file, root=exchange, max_chars=_LOG_TAIL)
+    failure = _untrusted_document(exchange, "error.json", MAX_ERROR_BYTES, log_text)
+    if failure is not None:
+        raise _reported_failure(failure, log_text)
+    simulated = _untrusted_document(exchange, "result.json", MAX_RESULT_BYTES, log_text)
+    if code != 0 or simulated is None:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         raise AnalysisError(
             INTERNAL,
             f"The simulation process {how} without a result; its log may say why.",
             {"exit_code": code, "log": log_text},
         )
-    simulated = json.loads(result_file.read_text(encoding="utf-8"))
+    simulated = _checked_result(simulated, top=top, log_text=log_text)
     simulated["traces_dir"] = str(exchange / "traces")
     simulated["log"] = log_text
     return simulated
 
 
+def _untrusted_document(
+    exchange: Path, name: str, max_bytes: int, log_text: str
+) -> dict[str, Any] | None:
+    """The JSON object ``exchange/name``, None when missing; refused ones end the analysis."""
+    try:
+        document = read_untrusted_json(exchange / name, root=exchange, max_bytes=max_bytes)
+    except FileNotFoundError:
+        return None
+    except UntrustedFileError as error:
+        raise _unusable_output(error.problems, log_text) from None
+    if not isinstance(document, dict):
+        raise _unusable_output([f"{name} is not a JSON object."], log_text)
+    return document
+
+
+def _reported_failure(failure: dict[str, Any], log_text: str) -> AnalysisError:
+    kind, message = failure.get("kind"), failure.get("message")
+    if not isinstance(kind, str) or not isinstance(message, str):
+        return _unusable_output(["error.json has no kind and message."], log_text)
+    details = failure.get("details")
+    details = dict(details) if isinstance(details, dict) else {}
+    details["log"] = log_text
+    return AnalysisError(kind[:100], message[:10_000], details)
+
+
+def _checked_result(document: dict[str, Any], *, top: int, log_text: str) -> dict[str, Any]:
+    """result.json, refused unless the parts that name files and ranks are what they must be.
+
+    Ranks name output files (cell_top<rank>.hoc) and traces_file names the .npz to open:
+    the model's code must not choose paths. Everything else is data shown on the page.
+    """
+    problems = []
+    individuals = document.get("individuals")
+    if not isinstance(individuals, list) or not 1 <= len(individuals) <= top:
+        problems.append(f"result.json must list between 1 and {top} individuals.")
+        individuals = []
+    for position, individual in enumerate(individuals, start=1):
+        if not isinstance(individual, dict):
+            problems.append(f"Individual {position} of result.json is not an object.")
+            continue
+        if individual.get("rank") != position or isinstance(individual.get("rank"), bool):
+            problems.append(
+                f"Individual {position} of result.json has rank {individual.get('rank')!r}."
+            )
+        traces_file = individual.get("traces_file")
+        if not isinstance(traces_file, str) or not _TRACES_FILE.match(traces_file):
+            problems.append(f"Individual {position} names the traces file {traces_file!r}.")
+        if not (individual.get("hoc") is None or isinstance(individual.get("hoc"), str)):
+            problems.append(f"Individual {position} has a hoc cell that is not text.")
+        recordings = individual.get("recordings")
+        if not isinstance(recordings, list) or not all(
+            isinstance(row, dict)
+            and isinstance(row.get("name"), str)
+            and (row.get("key") is None or isinstance(row.get("key"), str))
+            for row in recordings
+        ):
+            problems.append(f"Individual {position} has unreadable recordings.")
+    for name in ("protocols", "warnings", "protocol_seconds"):
+        if not isinstance(document.get(name), list):
+            problems.append(f"result.json has no list of {name}.")
+    for name in ("software", "checkpoint", "evaluator", "timings"):
+        if not isinstance(document.get(name), dict):
+            problems.append(f"result.json has no {name}.")
+    if problems:
+        raise _unusable_output(problems, log_text)
+    return document
+
+
+def _unusable_output(problems: list[str], log_text: str) -> AnalysisError:
+    return AnalysisError(
+        MODEL_ERROR,
+        "The simulation of the model left results the site cannot use; the model's own "
+        "code may have written them.",
+        {"problems": problems, "log": log_text},
+    )
+
+
+def _wait_relaying(
+    process: subprocess.Popen, deadline: float | None, inner_progress: Path, progress_file
+) -> int:
+    """Wait for the simulation, copying its progress out; _TimeLimitExceeded at the deadline."""
+    seen = None
+    while True:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        step = RELAY_SECONDS if remaining is None else min(RELAY_SECONDS, remaining)
+        try:
+            code = process.wait(timeout=step)
+        except subprocess.TimeoutExpired:
+            code = None
+        if progress_file is not None:
+            seen, content = read_changed(inner_progress, seen)
+            if content is not None:
+                relay_progress(content, Path(progress_file))
+        if code is not None:
+            return code
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _TimeLimitExceeded
+
+
+def _simulation_limits(deadline: float | None) -> Limits:
+    # CPU time is per process; the wall-clock deadline is enforced here.
+    if deadline is None:
+        return Limits()
+    seconds = max(1.0, deadline - time.monotonic())
+    return Limits.for_runtime(seconds, threads=os.cpu_count() or 1)
+
+
 def _simulation_environment() -> dict[str, str]:
+    # The project's packages are found through its installation (PYTHONPATH would point
+    # at the checkout, which the sandbox does not show).
     env = dict(os.environ)
-    python_path = [str(_PROJECT_ROOT)]
-    if env.get("PYTHONPATH"):
-        python_path.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(python_path)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MPLBACKEND"] = "Agg"  # models' analysis modules may import matplotlib
     for name in ("DISPLAY", "USEIPYP", "IPYTHON_PROFILE"):
@@ -322,7 +480,7 @@ def _simulation_environment() -> dict[str, str]:
 
 
 def _end_process_group(process: subprocess.Popen) -> None:
-    """Kill what is left of the simulation's process group (the process and its forks).
+    """Kill what is left of the simulation's sandbox (the process and its forks).
 
     The time limit's alarm may go off during this very cleanup (it is due at the moment
     the wait for the process gives up): then the cleanup is finished first, and the time
@@ -331,21 +489,12 @@ def _end_process_group(process: subprocess.Popen) -> None:
     exceeded = None
     for _ in range(2):  # the alarm goes off once at most
         try:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
+            kill_group(process)
             break
         except _TimeLimitExceeded as error:
             exceeded = error
     if exceeded is not None:
         raise exceeded
-
-
-def _tail(path: Path) -> str:
-    with open(path, "rb") as stream:
-        stream.seek(max(0, path.stat().st_size - _LOG_TAIL))
-        return stream.read().decode("utf-8", "replace")
 
 
 # --- the outputs ----------------------------------------------------------------------
@@ -365,7 +514,17 @@ def _write_outputs(
     protocols = simulated["protocols"]
     morphology_file = f"morphology/{optimisation.morphology}"
     (out_dir / "morphology").mkdir(exist_ok=True)
-    shutil.copyfile(optimisation.morphology_path, out_dir / morphology_file)
+    # The run folder was the model's to write in while it simulated.
+    try:
+        copy_untrusted(
+            optimisation.morphology_path,
+            out_dir / morphology_file,
+            root=prepared.run_folder,
+            max_bytes=MAX_MORPHOLOGY_BYTES,
+        )
+    except (OSError, UntrustedFileError) as error:
+        problems = error.problems if isinstance(error, UntrustedFileError) else [str(error)]
+        raise _unusable_output(problems, simulated["log"]) from None
 
     software = simulated["software"]
     individuals = []
@@ -447,7 +606,7 @@ def _write_traces(
     protocols: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     rows = []
-    with np.load(traces_dir / individual["traces_file"], allow_pickle=False) as arrays:
+    with _opened_traces(traces_dir, individual["traces_file"]) as arrays:
         for recording in individual["recordings"]:
             name = recording["name"]
             row: dict[str, Any] = {
@@ -471,6 +630,48 @@ def _write_traces(
                 )
             rows.append(row)
     return rows
+
+
+@contextlib.contextmanager
+def _opened_traces(traces_dir: Path, name: str) -> Iterator[Any]:
+    """The arrays of a traces .npz the simulation wrote: a zip, so its unpacked size is
+    checked before anything is loaded, and never unpickled. A missing array is refused."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stream = stack.enter_context(
+                open_untrusted(traces_dir / name, root=traces_dir, max_bytes=MAX_TRACES_FILE_BYTES)
+            )
+            unpacked = sum(info.file_size for info in zipfile.ZipFile(stream).infolist())
+            if unpacked > MAX_TRACES_UNPACKED_BYTES:
+                raise UntrustedFileError(
+                    [
+                        f"{name} unpacks to {unpacked:,} bytes; at most "
+                        f"{MAX_TRACES_UNPACKED_BYTES:,} are read."
+                    ]
+                )
+            stream.seek(0)
+            arrays = stack.enter_context(np.load(stream, allow_pickle=False))
+        except UntrustedFileError as error:
+            raise _unusable_output(error.problems, "") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise _unusable_output(
+                [f"{name} is not a readable traces file ({error})."], ""
+            ) from None
+        yield _TracesFile(arrays, name)
+
+
+class _TracesFile:
+    """The arrays of one traces file; a name the file lacks is the model's fault."""
+
+    def __init__(self, arrays: Any, name: str) -> None:
+        self._arrays = arrays
+        self._name = name
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self._arrays[key]
+        except (KeyError, ValueError, OSError) as error:
+            raise _unusable_output([f"{self._name} has no readable {key} ({error})."], "") from None
 
 
 def protocol_of(recording: str, protocols: list[dict[str, Any]]) -> str | None:

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from models_app.bpo.untrusted import KB, UntrustedFileError, read_untrusted_json
+
 UNPACKING = "unpacking"
 COMPILING = "compiling"
 LOADING = "loading"
@@ -21,6 +23,8 @@ SCORING = "scoring"
 WRITING = "writing"
 DONE = "done"
 FAILED = "failed"
+# A progress document is a few hundred bytes.
+MAX_PROGRESS_BYTES = 64 * KB
 STAGES = (UNPACKING, COMPILING, LOADING, SIMULATING, SCORING, WRITING, DONE, FAILED)
 
 
@@ -49,13 +53,43 @@ def write_progress(
     write_json_atomically(Path(path), document)
 
 
-def read_progress(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The last progress written at ``path``, or None when there is none yet."""
+def relay_progress(content: bytes, path: Path) -> bool:
+    """Copy a progress document the sandboxed simulation wrote to ``path``, if it is one.
+
+    It comes from a process that runs the model's code: it is written out only when it
+    reads as progress, re-encoded with the known fields, never as the bytes it came in.
+    """
     try:
-        with open(path, encoding="utf-8") as stream:
-            return json.load(stream)
-    except FileNotFoundError:
+        document = json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    if not isinstance(document, dict) or document.get("stage") not in STAGES:
+        return False
+    counts = [document.get("protocols_done"), document.get("protocols_total")]
+    if not all(isinstance(count, int) and not isinstance(count, bool) for count in counts):
+        return False
+    write_progress(
+        path,
+        document["stage"],
+        str(document.get("message") or "")[:1000],
+        protocols_done=counts[0],
+        protocols_total=counts[1],
+    )
+    return True
+
+
+def read_progress(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The last progress written at ``path``, or None when there is none yet or it is not one.
+
+    The simulation process, which runs the model's code, writes this file: it is read
+    through ``models_app.bpo.untrusted`` (a regular file in its folder, of bounded size).
+    """
+    path = Path(path)
+    try:
+        document = read_untrusted_json(path, root=path.parent, max_bytes=MAX_PROGRESS_BYTES)
+    except (FileNotFoundError, UntrustedFileError):
         return None
+    return document if isinstance(document, dict) else None
 
 
 def write_json_atomically(path: Path, document: Any, *, indent: int | None = None) -> None:

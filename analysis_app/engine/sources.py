@@ -9,6 +9,7 @@ copied, because known fixes and compiled mechanisms must never touch the origina
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -178,9 +179,22 @@ def _unpack(source: Path, work_dir: Path, limits: ArchiveLimits) -> tuple[dict[s
         if inner is None:
             return _described("zip", source, extracted), unpacked
         output = work_dir / "output"
-        extracted_output = _guarded(
-            lambda: extract_tar(inner, output, limits=limits, skip_links=True)
+        # The limits hold for everything unpacked: the zip's files count against them too.
+        left = max(1, limits.max_total_bytes - extracted.bytes_written)
+        inner_limits = dataclasses.replace(
+            limits, max_total_bytes=left, max_member_bytes=min(limits.max_member_bytes, left)
         )
+        try:
+            extracted_output = _guarded(
+                lambda: extract_tar(inner, output, limits=inner_limits, skip_links=True)
+            )
+        except AnalysisError as error:
+            if error.kind == UNSAFE_ARCHIVE and extracted.bytes_written:
+                error.details["problems"].append(
+                    f"The results zip's own files already take {_megabytes(extracted.bytes_written)} "
+                    f"of the {_megabytes(limits.max_total_bytes)} an analysis may unpack."
+                )
+            raise
         description = _described("nsg_results_zip", source, extracted_output)
         description["results_zip_files"] = extracted.files
         return description, output
@@ -191,6 +205,10 @@ def _unpack(source: Path, work_dir: Path, limits: ArchiveLimits) -> tuple[dict[s
         INVALID_SOURCE,
         f"{source.name} is neither a tar archive (NSG's output.tar.gz), a zip nor a folder.",
     )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def _guarded(extract):

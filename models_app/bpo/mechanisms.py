@@ -1,5 +1,8 @@
 """Compile a model's NMODL mechanisms with nrnivmodl, once per distinct set of .mod files.
 
+nrnivmodl runs in the sandbox (``sandbox``): the .mod files are the model's, and their
+VERBATIM blocks are C that the compiler's toolchain handles.
+
 The compiled folder (`x86_64/` or the machine's other architecture name) is cached under
 a hash of the .mod files' names and bytes, so a second run or analysis of the same model
 reuses it; `install_mechanisms` copies it into a run folder, where NEURON finds it when
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models_app.bpo.errors import BpoError
+from models_app.bpo.sandbox import Limits, Sandbox, SandboxError
 
 COMPILE_TIMEOUT_SECONDS = 900
 _LOG_TAIL = 20_000
@@ -73,8 +77,14 @@ def _nrnivmodl() -> str:
     return found
 
 
-def compile_mechanisms(mechanisms_dir: Path, *, cache_dir: Path) -> CompiledMechanisms:
-    """The compiled mechanisms of `mechanisms_dir`, from the cache or compiled now."""
+def compile_mechanisms(
+    mechanisms_dir: Path, *, cache_dir: Path, sandbox: Sandbox | None = None
+) -> CompiledMechanisms:
+    """The compiled mechanisms of `mechanisms_dir`, from the cache or compiled now.
+
+    nrnivmodl runs in ``sandbox`` (default: bubblewrap), with only its work folder writable.
+    """
+    sandbox = sandbox or Sandbox()
     sources = mod_files(mechanisms_dir)
     if not sources:
         raise MechanismCompileError([f"{mechanisms_dir} holds no .mod file"])
@@ -101,20 +111,26 @@ def compile_mechanisms(mechanisms_dir: Path, *, cache_dir: Path) -> CompiledMech
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         )
         try:
-            result = subprocess.run(
+            completed = sandbox.run(
                 [_nrnivmodl(), "mechanisms"],
                 cwd=work,
+                writable=[work],
                 env=env,
+                limits=Limits.for_runtime(COMPILE_TIMEOUT_SECONDS),
                 capture_output=True,
-                text=True,
                 timeout=COMPILE_TIMEOUT_SECONDS,
             )
         except subprocess.TimeoutExpired:
             raise MechanismCompileError(
                 [f"nrnivmodl took more than {COMPILE_TIMEOUT_SECONDS} s"]
             ) from None
-        log = (result.stdout + result.stderr)[-_LOG_TAIL:]
-        if result.returncode != 0 or not (work / architecture()).is_dir():
+        except SandboxError as error:
+            raise MechanismCompileError(error.problems) from None
+        finally:
+            # The cache entry is the worker's again: nothing the sandbox's uid can change.
+            sandbox.reclaim([work])
+        log = (_text(completed.stdout) + _text(completed.stderr))[-_LOG_TAIL:]
+        if completed.returncode != 0 or not (work / architecture()).is_dir():
             failing = sorted(
                 {
                     line.split(":")[0].strip()
@@ -122,7 +138,7 @@ def compile_mechanisms(mechanisms_dir: Path, *, cache_dir: Path) -> CompiledMech
                     if ".mod" in line and "rror" in line
                 }
             )
-            problems = [f"nrnivmodl exited with code {result.returncode}"]
+            problems = [f"nrnivmodl exited with code {completed.returncode}"]
             problems += [f"see the log for {name}" for name in failing[:10]]
             raise MechanismCompileError(problems, log=log)
         (work / "nrnivmodl.log").write_text(log)
@@ -136,6 +152,10 @@ def compile_mechanisms(mechanisms_dir: Path, *, cache_dir: Path) -> CompiledMech
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _text(output: bytes | None) -> str:
+    return (output or b"").decode("utf-8", "replace")
 
 
 def install_mechanisms(compiled: CompiledMechanisms, run_folder: Path) -> Path:

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('models_app', '0003_optimisation_mechanisms_status'),
+        ("models_app", "0003_optimisation_mechanisms_status"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='repositoryrefresh',
-            options={'ordering': ['-created_at'], 'verbose_name_plural': 'repository refreshes'},
+            name="repositoryrefresh",
+            options={"ordering": ["-created_at"], "verbose_name_plural": "repository refreshes"},
         ),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from models_app.bpo.untrusted import open_untrusted, read_untrusted_tail
 from nsg_app.collection import ResultSource
 from nsg_app.local import RunStatus, estimate_time_left, read_progress, read_result
 from nsg_app.models import Job
@@ -113,6 +115,8 @@ class LocalBackend:
             str(progress_file),
             "--cancel-file",
             str(cancel_file),
+            "--sandbox",
+            settings.SANDBOX,
         ]
         job.handle = f"LOCAL-{job.pk}"
         job.state, job.stage, job.date_submitted = Job.State.ACTIVE, "RUNNING", timezone.now()
@@ -156,7 +160,9 @@ class LocalBackend:
         job.refresh_from_db()
         result = read_result(run / "result.json")
         if result is None:
-            log = (work_dir(job) / "runner.log").read_text(errors="replace")[-2000:]
+            log = read_untrusted_tail(
+                work_dir(job) / "runner.log", root=work_dir(job), max_chars=2000
+            )
             stage_record(job, "FAILED", message="The local runner stopped without a result.")
             job_finish(
                 job,
@@ -191,15 +197,21 @@ class LocalBackend:
         run = work_dir(job) / "run"
         for name in RESULT_FILES:
             path = run / name
-            if not path.exists():
+            # The run's folder held the model's code at work: only regular files are copied
+            # (never what a link points to), and no more than they measured when listed.
+            try:
+                status = path.lstat()
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(status.st_mode):
                 continue
 
-            def write(destination, path=path) -> int:
-                with open(path, "rb") as source:
+            def write(destination, path=path, size=status.st_size) -> int:
+                with open_untrusted(path, root=run, max_bytes=size) as source:
                     shutil.copyfileobj(source, destination, 1024 * 1024)
-                return path.stat().st_size
+                    return source.tell()
 
-            yield ResultSource(name, path.stat().st_size, write)
+            yield ResultSource(name, status.st_size, write)
 
     def cancel(self, job: Job) -> None:
         Job.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from models_app.bpo.sandbox import BWRAP, MODES
+
 from .faults import FAULT_KINDS, parse_fault_option
 from .server import EmulatorConfig, create_server
 
@@ -79,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve /_emulator/faults and /_emulator/requests (tests only)",
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=MODES,
+        default=None,
+        help="how jobs' code runs: bwrap (confined; the default, or the SANDBOX setting "
+        "under manage.py) or off (unconfined, as this user: only for code you trust)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
 
 
@@ -109,6 +118,7 @@ def config_from_options(options: Mapping[str, Any]) -> EmulatorConfig:
         faults=[parse_fault_option(text) for text in options["fault"]],
         retention_days=options["retention_days"],
         max_upload_bytes=int(options["max_upload_mb"] * 1024 * 1024),
+        sandbox=options.get("sandbox") or BWRAP,
     )
 
 

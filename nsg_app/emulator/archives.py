@@ -14,6 +14,8 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from models_app.bpo.untrusted import regular_files_only
+
 MAX_UNPACKED_BYTES = 4 * 1024**3
 MAX_MEMBERS = 100_000
 # Folders some zip tools add beside the real content; NSG users send them by accident.
@@ -112,4 +114,5 @@ def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Pat
 def write_output_tarball(folder: Path, tarball: Path) -> None:
     """Pack `folder` as NSG's output.tar.gz: every member named `./...`."""
     with tarfile.open(tarball, "w:gz") as tar:
-        tar.add(folder, arcname=".", recursive=True)
+        # The job's code wrote in the folder: its links and pipes stay out.
+        tar.add(folder, arcname=".", recursive=True, filter=regular_files_only)

@@ -4,7 +4,9 @@ Each job gets a thread that walks QUEUE -> COMMANDRENDERING -> INPUTSTAGING ->
 SUBMITTED -> LOAD_RESULTS -> COMPLETED, pausing `stage_seconds` before each step. In
 SUBMITTED it does what NSG's batch script does on Expanse: compile the mechanisms with
 nrnivmodl, then run `python3 <filename_>` inside the zip's top folder, in a process group
-of its own so that a time limit or a cancel can stop the whole process tree.
+of its own so that a time limit or a cancel can stop the whole process tree. Both run the
+job's code, so both run in the sandbox (``ClusterSettings.sandbox``, from --sandbox), which
+sees only the job's working directory.
 
 A zip is accepted at submission whatever it holds, and unpacked at INPUTSTAGING as on
 NSG: one that is not a zip, is unsafe, or lacks exactly one top folder ends the job
@@ -29,8 +31,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from models_app.bpo.sandbox import Limits, Sandbox, SandboxError
+from models_app.bpo.untrusted import GB, UntrustedFileError, copy_untrusted
 
 from .archives import ArchiveError, extract_single_folder_zip, write_output_tarball
 from .jobs import (
@@ -53,6 +58,8 @@ logger = logging.getLogger(__name__)
 RESOURCE = "expanse"
 # Slurm sends SIGTERM, then SIGKILL after its KillWait; ours is short.
 KILL_GRACE_SECONDS = 2.0
+# A job's STDOUT or STDERR beyond this is not served (NSG caps its outputs too).
+MAX_STREAM_BYTES = 1 * GB
 POLL_SECONDS = 0.1
 
 
@@ -61,6 +68,8 @@ class ClusterSettings:
     stage_seconds: float = 0.0
     # Multiplies every job's time limit (runtime_ hours), so tests can use short limits.
     time_scale: float = 1.0
+    # Where the jobs' code runs: bubblewrap unless --sandbox off.
+    sandbox: Sandbox = field(default_factory=Sandbox)
 
 
 class Cancelled(Exception):
@@ -92,7 +101,7 @@ class JobRunner(threading.Thread):
         with self._process_lock:
             process = self._process
         if process is not None:
-            _terminate(process)
+            _terminate(process, self.cluster.sandbox)
 
     def run(self) -> None:
         job = self.store.live(self.handle)
@@ -218,16 +227,22 @@ class JobRunner(threading.Thread):
             with self._process_lock:
                 if self._cancel.is_set():
                     raise Cancelled
-                process = subprocess.Popen(
+                process = self.cluster.sandbox.popen(
                     command,
                     cwd=cwd,
+                    writable=[self.workdir],
+                    env=env,
+                    limits=Limits.for_runtime(
+                        max(1.0, deadline - time.monotonic()), threads=os.cpu_count() or 1
+                    ),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
-                    env=env,
-                    start_new_session=True,
                 )
                 self._process = process
+        except SandboxError as exc:
+            err.write(f"{' '.join(exc.problems)}\n".encode())
+            return False
         except OSError as exc:
             err.write(f"{command[0]}: {exc}\n".encode())
             return False
@@ -243,7 +258,7 @@ class JobRunner(threading.Thread):
                 if self._cancel.is_set():
                     raise Cancelled
                 if remaining <= 0:
-                    _terminate(process)
+                    _terminate(process, self.cluster.sandbox)
                     process.wait()
                     return True
         finally:
@@ -274,10 +289,24 @@ class JobRunner(threading.Thread):
         shutil.rmtree(results, ignore_errors=True)
         results.mkdir()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # The job's code could have put links in place of these files: never follow one.
         for name in ("stdout.txt", "stderr.txt", "scheduler_stdout.txt", "scheduler_stderr.txt"):
-            (self.workdir / name).touch()
-        shutil.copyfile(self.workdir / "stdout.txt", results / "STDOUT")
-        shutil.copyfile(self.workdir / "stderr.txt", results / "STDERR")
+            try:
+                # Non-blocking: a pipe left there must not hold the emulator up.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                os.close(os.open(self.workdir / name, flags))
+            except OSError:
+                logger.warning("Job %s: %s is not a plain file", self.handle, name)
+        for name, result in (("stdout.txt", "STDOUT"), ("stderr.txt", "STDERR")):
+            try:
+                copy_untrusted(
+                    self.workdir / name,
+                    results / result,
+                    root=self.workdir,
+                    max_bytes=MAX_STREAM_BYTES,
+                )
+            except (OSError, UntrustedFileError) as error:
+                (results / result).write_text(f"The emulator could not read {name}: {error}\n")
         write_output_tarball(self.workdir, results / "output.tar.gz")
         tarball_id, stdout_id, stderr_id = self.store.allocate_document_ids(3)
         files = [
@@ -398,10 +427,12 @@ def _compile_command(run_dir: Path) -> list[str] | None:
     return None
 
 
-def _terminate(process: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
+def _terminate(
+    process: subprocess.Popen, sandbox: Sandbox, grace: float = KILL_GRACE_SECONDS
+) -> None:
+    """SIGTERM the job's processes, then SIGKILL the group after `grace` seconds."""
     if grace > 0:
-        _signal_group(process.pid, signal.SIGTERM)
+        sandbox.signal_command(process, signal.SIGTERM)
         try:
             process.wait(timeout=grace)
         except subprocess.TimeoutExpired:

@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from models_app.bpo.sandbox import BWRAP, Sandbox
+
 from . import documents
 from .faults import Fault, FaultRegistry
 from .forms import Form, FormError, parse_form
@@ -82,6 +84,7 @@ class EmulatorConfig:
     faults: list[tuple[str, Fault]] = field(default_factory=list)
     retention_days: float = 28.0
     max_upload_bytes: int = 1024**3
+    sandbox: str = BWRAP  # how jobs' code runs: "bwrap" or "off"
 
 
 class ApiError(Exception):
@@ -129,7 +132,8 @@ class Emulator:
             data_dir = Path(self._temporary_dir)
         self.store = JobStore(Path(data_dir))
         self.runners = JobRunners(
-            self.store, ClusterSettings(config.stage_seconds, config.time_scale)
+            self.store,
+            ClusterSettings(config.stage_seconds, config.time_scale, Sandbox(config.sandbox)),
         )
         self.faults = FaultRegistry()
         for user, fault in config.faults:

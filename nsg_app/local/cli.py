@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from models_app.bpo.sandbox import BWRAP, MODES, Sandbox
+from models_app.bpo.untrusted import MB, UntrustedFileError, read_untrusted_json
+
 from . import outputs
 from .progress import PREPARING, Progress, estimate_time_left, read_progress
 from .runner import LocalRunResult, RunStatus, run_package
@@ -36,6 +39,7 @@ EXIT_CODES = {
 }
 USAGE_ERROR = 2
 RESULT_NAME = "result.json"
+MAX_RESULT_BYTES = 1 * MB
 PROGRESS_NAME = "progress.json"
 DEFAULT_RUNTIME_HOURS = 0.5  # NSG's usual default for runtime_
 _BAR_WIDTH = 20
@@ -81,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where the live progress is written (default DIR/{PROGRESS_NAME})",
     )
     parser.add_argument(
+        "--sandbox",
+        choices=MODES,
+        default=None,
+        help="how the model's code runs: bwrap (confined; the default, or the SANDBOX "
+        "setting under manage.py) or off (unconfined, as this user: only for models you trust)",
+    )
+    parser.add_argument(
         "--cancel-file",
         type=Path,
         default=None,
@@ -118,6 +129,7 @@ def run_from_arguments(args: argparse.Namespace, *, stream: TextIO | None = None
             mechanisms_cache=args.mechanisms_cache or default_mechanisms_cache(),
             progress_file=progress_file,
             cancel_check=should_stop,
+            sandbox=Sandbox(getattr(args, "sandbox", None) or BWRAP),
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -159,8 +171,10 @@ def write_result(path: Path, result: LocalRunResult) -> None:
 def read_result(path: Path) -> LocalRunResult | None:
     """The result.json a finished run wrote, or None when missing or unreadable."""
     try:
-        return LocalRunResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        # In the run's working folder, where the model's code could have put something else.
+        document = read_untrusted_json(path, root=path.parent, max_bytes=MAX_RESULT_BYTES)
+        return LocalRunResult.from_dict(document)
+    except (OSError, UntrustedFileError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

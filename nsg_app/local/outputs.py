@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from models_app.bpo.untrusted import regular_files_only
+
 STDOUT_NAME = "STDOUT"
 STDERR_NAME = "STDERR"
 OUTPUT_NAME = "output.tar.gz"
@@ -101,7 +103,13 @@ def write_control_files(work_dir: Path, job: JobDescription) -> None:
 
 
 def write_done_file(work_dir: Path) -> None:
-    (work_dir / DONE_NAME).write_text(f"Job finished at {slurm_date()}\n", encoding="utf-8")
+    # A new file in place of whatever the run left at that name (a link is replaced, never
+    # written through).
+    temporary = work_dir / f".{DONE_NAME}.{os.getpid()}.tmp"
+    temporary.unlink(missing_ok=True)
+    with open(temporary, "x", encoding="utf-8") as done:
+        done.write(f"Job finished at {slurm_date()}\n")
+    os.replace(temporary, work_dir / DONE_NAME)
 
 
 def write_output_tarball(work_dir: Path, top_folder: str | None) -> Path:
@@ -117,12 +125,18 @@ def write_output_tarball(work_dir: Path, top_folder: str | None) -> Path:
             tar.add(work_dir, arcname=".", recursive=False)
             for name in _CONTROL_FILES:
                 if (work_dir / name).is_file():
-                    tar.add(work_dir / name, arcname=f"./{name}")
+                    tar.add(work_dir / name, arcname=f"./{name}", filter=regular_files_only)
             for name, member in _STREAMS_IN_TARBALL.items():
                 if (work_dir / name).is_file():
-                    tar.add(work_dir / name, arcname=f"./{member}")
+                    tar.add(work_dir / name, arcname=f"./{member}", filter=regular_files_only)
             if top_folder and (work_dir / top_folder).is_dir():
-                tar.add(work_dir / top_folder, arcname=f"./{top_folder}", recursive=True)
+                # The run folder is what the model's code left: its links and pipes stay out.
+                tar.add(
+                    work_dir / top_folder,
+                    arcname=f"./{top_folder}",
+                    recursive=True,
+                    filter=regular_files_only,
+                )
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)

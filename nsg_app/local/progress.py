@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from models_app.bpo.untrusted import KB, UntrustedFileError, read_untrusted_json
+
 from .inject.rebuild_local_optimisation import (
     RUNNING,
     now_text,
@@ -23,6 +25,8 @@ from .inject.rebuild_local_optimisation import (
 )
 
 PREPARING = "preparing"
+# A progress document is under a kilobyte.
+MAX_PROGRESS_BYTES = 64 * KB
 # The final phases are the run statuses (runner.RunStatus values).
 FINAL_PHASES = frozenset({"completed", "failed", "cancelled", "time_limit"})
 PHASES = FINAL_PHASES | {PREPARING, RUNNING}
@@ -65,16 +69,23 @@ class Progress:
 
 def read_progress(path: str | os.PathLike[str]) -> Progress | None:
     """The progress in ``path``, or None when it is missing, unreadable or not a progress file."""
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(document, dict):
+    document = _written_document(Path(path))
+    if document is None:
         return None
     try:
         return _progress(document)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _written_document(path: Path) -> dict[str, Any] | None:
+    """The JSON object in the progress file, or None. The run's own processes (the model's
+    code among them) write it, so it is read as an untrusted file: regular, bounded."""
+    try:
+        document = read_untrusted_json(path, root=path.parent, max_bytes=MAX_PROGRESS_BYTES)
+    except (OSError, UntrustedFileError):
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _progress(document: dict[str, Any]) -> Progress:
@@ -164,14 +175,29 @@ def write_runner_phase(
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}")
     document = progress_document(cores=cores, started_at=started_at, phase=phase)
-    try:
-        written = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        written = None
-    if isinstance(written, dict) and written.get("started_at") == started_at:
+    written = _written_document(path)
+    if written is not None and written.get("started_at") == started_at:
         document.update({key: written[key] for key in document.keys() & written.keys()})
     document.update(phase=phase, message=message, updated_at=now_text())
     write_progress_document(path, document)
+
+
+def relay_progress(content: bytes, path: Path, *, started_at: str) -> bool:
+    """Copy a progress document written inside the sandbox to ``path``, if it is one.
+
+    The document comes from the model's processes: it is written out only when it reads as
+    this run's progress (the same start), re-encoded, never as the bytes it came in.
+    """
+    try:
+        document = json.loads(content.decode("utf-8"))
+        if not isinstance(document, dict) or document.get("started_at") != started_at:
+            return False
+        _progress(document)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
+        return False
+    known = progress_document(cores=None, started_at=started_at).keys()
+    write_progress_document(path, {key: document[key] for key in known if key in document})
+    return True
 
 
 def remove_stale_temporaries(path: Path) -> None:

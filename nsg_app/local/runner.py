@@ -3,7 +3,10 @@
 ``run_package`` unpacks the package zip into a working folder, applies the known legacy fixes,
 compiles the mechanisms through the cache, and runs ``python init.py`` in the package's top
 folder as a child process in a session (process group) of its own, so that a cancel or the
-time limit stops the whole process tree at once. The evaluations are spread over the cores
+time limit stops the whole process tree at once. The mechanisms compile, and init.py runs,
+in the sandbox (``models_app.bpo.sandbox``): init.py and every process it starts see only
+the run's top folder (writable), cannot reach the network and run as an unprivileged uid.
+The progress file is written inside the sandbox and copied out by the runner. The evaluations are spread over the cores
 by the code in ``inject/``, which reaches ``opt_neuron.py`` through the child's environment;
 the model itself is never edited for that. Results come out as NSG's do: STDOUT, STDERR and
 output.tar.gz in the working folder (see ``outputs``).
@@ -42,16 +45,28 @@ from models_app.bpo.mechanisms import (
 )
 from models_app.bpo.optimisation import find_root
 from models_app.bpo.package import CHECKPOINT_ARGUMENT
+from models_app.bpo.sandbox import Limits, Sandbox, SandboxError, kill_group, read_changed
+from models_app.bpo.untrusted import (
+    UntrustedFileError,
+    append_text,
+    read_untrusted_json,
+    read_untrusted_tail,
+)
 
 from . import outputs
-from .inject.protocol_failures import read_failure
 from .inject.rebuild_local_optimisation import (
     CORES_VARIABLE,
     FAILURE_FILE_VARIABLE,
     PROGRESS_FILE_VARIABLE,
     STARTED_AT_VARIABLE,
 )
-from .progress import PREPARING, RUNNING, remove_stale_temporaries, write_runner_phase
+from .progress import (
+    PREPARING,
+    RUNNING,
+    relay_progress,
+    remove_stale_temporaries,
+    write_runner_phase,
+)
 
 INJECT_DIR = Path(__file__).resolve().parent / "inject"
 POLL_SECONDS = 0.5
@@ -62,6 +77,8 @@ STDERR_TAIL_CHARS = 4000
 _UNPACK_DIR = ".package"
 # Where the run's processes say which protocol failed and why (see inject/protocol_failures).
 PROTOCOL_FAILURE_NAME = ".protocol_failure.json"
+# The sandboxed run writes its progress here; the runner copies it to the progress file.
+_PROGRESS_DIR = ".progress"
 _TRACEBACK_START = "Traceback (most recent call last):"
 # Names a run writes in its working folder; a package's top folder may not take one of them.
 _RESERVED_NAMES = frozenset(
@@ -76,6 +93,7 @@ _RESERVED_NAMES = frozenset(
         outputs.COMMAND_LINE_NAME,
         outputs.SCHEDULER_CONF_NAME,
         _UNPACK_DIR,
+        _PROGRESS_DIR,
     }
 )
 
@@ -169,8 +187,11 @@ def run_package(
     progress_file: Path | None = None,
     cancel_check: Callable[[], bool] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> LocalRunResult:
     """Run the package ``package_zip`` in ``work_dir`` (created if missing) and wait for it.
+
+    The model's code runs in ``sandbox`` (default: bubblewrap).
 
     ``cancel_check`` is called about twice a second; True stops the run, as does SIGTERM or
     SIGINT to this process (when called from the main thread). ``extra_env`` adds variables
@@ -199,6 +220,7 @@ def run_package(
         progress_file=Path(progress_file) if progress_file is not None else None,
         cancel_check=cancel_check,
         extra_env=dict(extra_env or {}),
+        sandbox=sandbox or Sandbox(),
     )
     with _stop_signals() as received:
         run.signals_received = received
@@ -268,6 +290,7 @@ class _LocalRun:
     progress_file: Path | None
     cancel_check: Callable[[], bool] | None
     extra_env: dict[str, str]
+    sandbox: Sandbox
     signals_received: list[str] = field(default_factory=list)
     handle: str = field(default_factory=lambda: f"LOCAL-{uuid.uuid4().hex.upper()}")
 
@@ -352,45 +375,56 @@ class _LocalRun:
             self._note("No .mod files: nothing to compile.")
             return
         try:
-            compiled = compile_mechanisms(folder, cache_dir=self.mechanisms_cache)
+            compiled = compile_mechanisms(
+                folder, cache_dir=self.mechanisms_cache, sandbox=self.sandbox
+            )
         except MechanismCompileError as error:
             self._check_stop()  # an interrupted compiler is a cancel, not a failure
-            with open(self.stderr_path, "a", encoding="utf-8") as stderr:
-                stderr.write(error.log + ("\n" if error.log else "") + str(error) + "\n")
+            _append(self.stderr_path, error.log + ("\n" if error.log else "") + str(error) + "\n")
             self._fail(str(error))
         install_mechanisms(compiled, top)
         self.mechanisms_from_cache = compiled.from_cache
         if compiled.from_cache:
             self._note(f"Mechanisms: compiled copy {compiled.digest[:12]} reused from the cache.")
         else:
-            with open(self.stdout_path, "a", encoding="utf-8") as stdout:
-                stdout.write(compiled.log + ("\n" if compiled.log else ""))
+            _append(self.stdout_path, compiled.log + ("\n" if compiled.log else ""))
 
     # -- running --
 
     def _run(self, top: Path) -> _Outcome:
         self._phase(RUNNING, f"Running {INIT_SCRIPT} on {self.cores} cores")
+        progress_dir = self.work_dir / _PROGRESS_DIR
+        progress_dir.mkdir(exist_ok=True)
+        inner_progress = progress_dir / "progress.json"
         env = child_environment(
             cores=self.cores,
-            progress_file=self.progress_file,
+            progress_file=inner_progress if self.progress_file is not None else None,
             started_at=self.started_at,
             extra_env=self.extra_env,
-            failure_file=self.work_dir / PROTOCOL_FAILURE_NAME,
+            # In the folder the sandboxed run may write to besides its own.
+            failure_file=progress_dir / PROTOCOL_FAILURE_NAME,
         )
         started = time.monotonic()
         with (
             open(self.stdout_path, "ab") as stdout,
             open(self.stderr_path, "ab") as stderr,
         ):
-            process = subprocess.Popen(
-                [sys.executable, INIT_SCRIPT],
-                cwd=top,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
-            )
+            try:
+                process = self.sandbox.popen(
+                    [sys.executable, INIT_SCRIPT],
+                    cwd=top,
+                    writable=[top, progress_dir],
+                    readable=[INJECT_DIR],
+                    env=env,
+                    # CPU time is counted per process; the wall-clock limit is ours below.
+                    limits=Limits.for_runtime(self.runtime_seconds, threads=os.cpu_count() or 1),
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                )
+            except SandboxError as error:
+                return _Outcome(RunStatus.FAILED, " ".join(error.problems))
+        seen = None
         try:
             while True:
                 remaining = self._deadline - time.monotonic()
@@ -399,19 +433,18 @@ class _LocalRun:
                     break
                 except subprocess.TimeoutExpired:
                     pass
+                finally:
+                    seen = self._relay_progress(inner_progress, seen)
                 stop = self._stop_requested()
                 if stop is not None:
-                    _stop_process_group(process)
-                    stop.exit_code = process.returncode
+                    _stop_process_group(process, self.sandbox)
+                    stop.exit_code = self.sandbox.exit_code(process.returncode)
                     return stop
         finally:
             # Like Slurm at the end of a job step: no process of the run survives it.
-            _signal_group(process.pid, signal.SIGKILL)
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            kill_group(process)
             self.process_seconds = time.monotonic() - started
-        code = process.returncode
+        code = self.sandbox.exit_code(process.returncode)
         if code == 0:
             return _Outcome(RunStatus.COMPLETED, self._completed_reason(top), code)
         if code < 0:
@@ -420,10 +453,18 @@ class _LocalRun:
             how = f"exited with code {code}"
         # A failed protocol says only "Failed to run Neuron Sweep Protocol" on STDERR; the
         # injection left its name and NEURON's own error.
-        failure = read_failure(self.work_dir / PROTOCOL_FAILURE_NAME)
-        last_line = failure["message"] if failure else _last_line(_stderr_tail(self.stderr_path))
+        failure = _protocol_failure(self.work_dir / _PROGRESS_DIR)
+        last_line = failure or _last_line(_stderr_tail(self.stderr_path))
         detail = f": {last_line}" if last_line else ""
         return _Outcome(RunStatus.FAILED, f"{INIT_SCRIPT} {how}{detail}", code)
+
+    def _relay_progress(self, inner: Path, seen: tuple[int, int] | None):
+        if self.progress_file is None:
+            return seen
+        seen, content = read_changed(inner, seen)
+        if content is not None:
+            relay_progress(content, self.progress_file, started_at=self.started_at)
+        return seen
 
     def _completed_reason(self, top: Path) -> str:
         if _checkpoint(top).is_file():
@@ -503,12 +544,17 @@ class _LocalRun:
         )
 
     def _note(self, text: str) -> None:
-        with open(self.stdout_path, "a", encoding="utf-8") as stdout:
-            stdout.write(f"Local run: {text}\n")
+        _append(self.stdout_path, f"Local run: {text}\n")
 
     def _error(self, text: str, *, raw: bool = False) -> None:
-        with open(self.stderr_path, "a", encoding="utf-8") as stderr:
-            stderr.write(text if raw else f"Local run: {text}\n")
+        _append(self.stderr_path, text if raw else f"Local run: {text}\n")
+
+
+def _append(path: Path, text: str) -> None:
+    """Add to STDOUT or STDERR, which the run's code may have swapped for a link or a pipe:
+    then the line is lost, and nothing is written wherever the link points."""
+    with contextlib.suppress(UntrustedFileError):
+        append_text(path, text)
 
 
 def _checkpoint_relative() -> str:
@@ -522,9 +568,11 @@ def _checkpoint(run_folder: Path) -> Path:
 # --- processes and signals -----------------------------------------------------------------
 
 
-def _stop_process_group(process: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM the run's process group, then SIGKILL whatever is left after ``grace`` seconds."""
-    _signal_group(process.pid, signal.SIGTERM)
+def _stop_process_group(
+    process: subprocess.Popen, sandbox: Sandbox, grace: float = KILL_GRACE_SECONDS
+) -> None:
+    """SIGTERM the run's processes, then SIGKILL whatever is left after ``grace`` seconds."""
+    sandbox.signal_command(process, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         process.poll()  # reap the leader, or it keeps the group alive as a zombie
@@ -602,14 +650,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def _stderr_tail(path: Path) -> str:
     """The end of STDERR, from its last traceback when there is one, for people to read."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(0, os.SEEK_END)
-            size = file.tell()
-            file.seek(max(0, size - 16 * STDERR_TAIL_CHARS))
-            text = file.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    # The run could have swapped STDERR for a link or a pipe: read it as an untrusted file.
+    text = read_untrusted_tail(path, root=path.parent, max_chars=16 * STDERR_TAIL_CHARS)
     lines = text.splitlines()[-STDERR_TAIL_LINES:]
     starts = [number for number, line in enumerate(lines) if line.startswith(_TRACEBACK_START)]
     if starts:
@@ -627,3 +669,19 @@ def _duration(seconds: float) -> str:
         return f"{seconds:g} s"
     hours, rest = divmod(round(seconds), 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d} (h:mm:ss)"
+
+
+def _protocol_failure(progress_dir: Path) -> str | None:
+    """The message the run's processes left about a failed protocol (model-written: read
+    as untrusted, and only its message)."""
+    try:
+        document = read_untrusted_json(
+            progress_dir / PROTOCOL_FAILURE_NAME, root=progress_dir, max_bytes=_FAILURE_MAX_BYTES
+        )
+    except (UntrustedFileError, OSError):
+        return None
+    message = document.get("message") if isinstance(document, dict) else None
+    return message[:STDERR_TAIL_CHARS] if isinstance(message, str) else None
+
+
+_FAILURE_MAX_BYTES = 1024 * 1024

@@ -3,6 +3,8 @@
 import os
 import shutil
 import tarfile
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,6 +13,7 @@ from django.utils import timezone
 
 from analysis_app import services
 from analysis_app.models import Analysis
+from tests.fixtures.processes import alive, command_line, descendants
 
 from .conftest import RUN_NAME, pack, wait_for
 
@@ -138,18 +141,32 @@ def test_an_analysis_past_its_time_limit_is_stopped(
 ):
     with tarfile.open(nsg_output) as archive:
         archive.extractall(tmp_path / "job", filter="data")
-    pid_file = tmp_path / "simulation.pid"
     evaluator = tmp_path / "job" / RUN_NAME / "model" / "evaluator.py"
-    evaluator.write_text(
-        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-        "time.sleep(120)\n" + evaluator.read_text()
-    )
+    evaluator.write_text("import time\ntime.sleep(120)\n" + evaluator.read_text())
     job = collected_job(alice, pack(tmp_path / "job", tmp_path / "output.tar.gz"))
     settings.ANALYSIS_TIMEOUT_SECONDS = 3
-    analysis = analysed(alice, source_kind="job", job=job)
+    # The analysis runs here, as the task would: every process it starts is seen, then gone.
+    started: dict[int, str] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for pid in descendants(os.getpid()):
+                if "analysis_app.engine" in command_line(pid):
+                    tree = {pid} | descendants(pid)
+                    started.update({member: command_line(member) for member in tree})
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        analysis = analysed(alice, source_kind="job", job=job)
+    finally:
+        done.set()
+        watcher.join()
     assert analysis.error_kind == "timeout"
     assert "time limit of 3 s" in analysis.error_message
-    with pytest.raises(ProcessLookupError):
-        os.kill(int(pid_file.read_text()), 0)
+    assert any("analysis_app.engine" in line for line in started.values())
+    assert [pid for pid in started if alive(pid)] == []
     client.force_login(alice)
     assert "The analysis took too long" in client.get(analysis.get_absolute_url()).content.decode()

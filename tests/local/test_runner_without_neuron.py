@@ -119,7 +119,8 @@ def test_sigterm_to_the_runner_cancels_and_kills_the_tree(tmp_path):
     result = run(package, work, tmp_path, cancel_check=send_sigterm_once_started)
     assert signal.getsignal(signal.SIGTERM) is handler  # restored
     assert result.status is RunStatus.CANCELLED and "SIGTERM" in result.reason
-    assert len(seen) == 2 and not [pid for pid in seen if is_alive(pid)]
+    # The script and its child (and, around them, the sandbox's own processes).
+    assert len(seen) >= 2 and not [pid for pid in seen if is_alive(pid)]
     assert result.exit_code == -signal.SIGTERM
     stderr = result.stderr_path.read_text()
     assert "CANCELLED AT" in stderr and "DUE TO" not in stderr

@@ -52,14 +52,15 @@ CRASHING_SCRIPT = textwrap.dedent(
     """
 )
 
-# Writes its own pid and a child's pid, then waits: for cancel and time-limit tests.
+# Writes its PID namespace, its own pid and a child's pid (as seen in that namespace: the job
+# runs in the sandbox), then waits: for cancel and time-limit tests (fixtures.processes.host_pids).
 SLEEPING_SCRIPT = textwrap.dedent(
     """
-    import subprocess, sys, time
+    import os, subprocess, sys, time
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     with open("../pids.txt", "w") as out:
-        out.write(f"{__import__('os').getpid()} {child.pid}\\n")
+        out.write(f"{os.readlink('/proc/self/ns/pid')} {os.getpid()} {child.pid}\\n")
     print("started", flush=True)
     time.sleep(120)
     """

@@ -9,6 +9,7 @@ import tarfile
 import pytest
 
 from nsg_app.nsg import JobFile, NotFound, NsgClient
+from tests.fixtures.processes import host_pids
 from tests.nsg.packages import (
     CRASHING_SCRIPT,
     HELLO_SCRIPT,
@@ -120,9 +121,10 @@ def test_runtime_limit_kills_the_process_tree(client):
     assert "DUE TO TIME LIMIT ***" in stderr
     members = tar_members(results["output.tar.gz"])
     assert b"DUE TO TIME LIMIT" in members["./scheduler_stderr.txt"]
-    pids = [int(pid) for pid in members["./pids.txt"].split()]
-    assert len(pids) == 2
-    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=5, what="processes to end")
+    namespace, *pids = members["./pids.txt"].decode().split()
+    assert namespace.startswith("pid:[") and len(pids) == 2
+    inner = [int(pid) for pid in pids]
+    wait_until(lambda: not host_pids(namespace, inner), timeout=5, what="processes to end")
 
 
 def test_walltime_fault_cancels_the_next_job(emulator, client):
@@ -184,8 +186,9 @@ def test_cancel_stops_a_running_job_and_deletes_it(client):
     names = {f.filename for f in client.list_working_dir(running)}
     assert {"inputfile", "stdout.txt", "stderr.txt", "_COMMANDLINE", "pids.txt"} <= names
     assert all(f.output_document_id == 0 for f in client.list_working_dir(running))
-    pids = [int(pid) for pid in read_working_file(client, status, "pids.txt").split()]
-    assert all(alive(pid) for pid in pids)
+    namespace, *inner = read_working_file(client, status, "pids.txt").decode().split()
+    pids = host_pids(namespace, [int(pid) for pid in inner])
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
     client.delete_job(status)
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout=5, what="processes to end")
     with pytest.raises(NotFound):

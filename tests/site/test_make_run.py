@@ -85,3 +85,21 @@ def test_launcher_serves_login_runs_worker_and_beat_and_stops_everything(tmp_pat
     time.sleep(0.5)
     assert [pid for pid in processes if alive(pid)] == []
     assert "Stopped." in log_path.read_text()
+
+
+def test_make_run_says_plainly_when_the_sandbox_is_off(capsys):
+    from rebuild_site.launcher import _ensure_bubblewrap
+
+    _ensure_bubblewrap({"SANDBOX": "off"})
+
+    said = capsys.readouterr().out
+    assert "WARNING: SANDBOX=off: the sandbox is OFF" in said
+    assert "runs unconfined as this user" in said
+
+
+def test_make_run_says_model_code_runs_in_the_sandbox(capsys):
+    from rebuild_site.launcher import _ensure_bubblewrap
+
+    _ensure_bubblewrap({})
+
+    assert capsys.readouterr().out == "Model code runs in the bubblewrap sandbox.\n"

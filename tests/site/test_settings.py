@@ -33,6 +33,7 @@ def _manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
             "S3_BUCKET",
             "S3_ENDPOINT_URL",
             "DJANGO_ALLOW_ASYNC_UNSAFE",
+            "SANDBOX",
         }
     }
     return subprocess.run(
@@ -65,6 +66,9 @@ def test_production_settings_pass_the_deploy_check():
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL must start with one of"),
         ({"S3_BUCKET": "results"}, "S3_BUCKET and S3_ENDPOINT_URL must be set together"),
         ({"LOCAL_CORES": "many"}, "LOCAL_CORES must be a whole number"),
+        ({"SANDBOX": "off"}, "SANDBOX=off is refused when DEBUG is off"),
+        ({"SANDBOX": "none"}, "SANDBOX must be bwrap, off (DEBUG only) or off-trust-all-models"),
+        ({"PATH": "/nowhere"}, "SANDBOX=bwrap but bubblewrap is not installed"),
     ],
 )
 def test_bad_values_are_refused_at_start_up(change, message):
@@ -73,6 +77,24 @@ def test_bad_values_are_refused_at_start_up(change, message):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environment", "sandbox"),
+    [
+        ({**PRODUCTION}, "bwrap"),
+        ({**PRODUCTION, "SANDBOX": "off-trust-all-models"}, "off"),
+        ({**PRODUCTION, "SANDBOX": "off-trust-all-models", "PATH": "/nowhere"}, "off"),
+        ({"DEBUG": "1", "SANDBOX": "off"}, "off"),
+    ],
+)
+def test_the_sandbox_is_on_unless_turned_off_by_a_value_that_names_the_risk(environment, sandbox):
+    result = _manage(
+        ["shell", "-c", "from django.conf import settings; print(settings.SANDBOX)"], environment
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == sandbox
 
 
 def test_s3_storage_is_used_when_bucket_and_endpoint_are_set():

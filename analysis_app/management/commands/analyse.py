@@ -37,7 +37,12 @@ class Command(BaseCommand):
         out_dir = Path(output).resolve()
         if (out_dir / "analysis.json").exists():
             raise CommandError(f"{out_dir} already holds an analysis; choose a new folder.")
-        with tempfile.TemporaryDirectory(prefix="analyse-") as scratch:
+        # Under ANALYSIS_WORK_DIR, like the site's analyses: never the system's temporary
+        # folder, which a result that unpacks to gigabytes would fill for everyone.
+        settings.ANALYSIS_WORK_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(
+            prefix="analyse-", dir=settings.ANALYSIS_WORK_DIR
+        ) as scratch:
             source = self._source(result, Path(scratch))
             self.stdout.write(f"Analysing {source} …")
             last = {"message": None}
@@ -56,7 +61,10 @@ class Command(BaseCommand):
                 timeout=timeout or settings.ANALYSIS_TIMEOUT_SECONDS,
                 top=top,
                 checkpoint=checkpoint,
+                work_dir=Path(scratch),
+                max_unpacked_bytes=settings.ANALYSIS_UNPACKED_MAX_BYTES,
                 on_progress=report,
+                sandbox=settings.SANDBOX,
             )
         if not outcome.succeeded:
             error = outcome.error

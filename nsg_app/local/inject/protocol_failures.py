@@ -95,15 +95,3 @@ def write_first_failure(path: str | os.PathLike[str], document: dict) -> bool:
     finally:
         os.unlink(temporary)
     return True
-
-
-def read_failure(path: str | os.PathLike[str]) -> dict | None:
-    """The failure file's document, or None when there is none (or it cannot be read)."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            document = json.load(file)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(document, dict) or not isinstance(document.get("message"), str):
-        return None
-    return document

@@ -32,6 +32,7 @@ Standard library only: the child imports this as a top-level module, and
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -101,7 +102,10 @@ def write_progress_document(path: str | os.PathLike[str], document: dict) -> Non
     # One temporary name per process: the runner and the optimisation never write at the
     # same time, but a killed writer's leftover must not be picked up by another.
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
+    # "x" after an unlink: never write through a link another process put at that name.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    with open(temporary, "x", encoding="utf-8") as file:
         json.dump(document, file, indent=1, allow_nan=False)
     os.replace(temporary, path)
 

@@ -3,6 +3,7 @@
 The same options as `python -m nsg_app.emulator`; this command only forwards them.
 """
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from nsg_app.emulator.__main__ import add_arguments, config_from_options, serve
@@ -15,6 +16,7 @@ class Command(BaseCommand):
         add_arguments(parser)
 
     def handle(self, *args, **options):
+        options["sandbox"] = options.get("sandbox") or settings.SANDBOX
         try:
             config = config_from_options(options)
         except ValueError as exc:

@@ -17,6 +17,7 @@ class Command(BaseCommand):
         namespace = argparse.Namespace(**options)
         namespace.cores = namespace.cores or local_cores()
         namespace.mechanisms_cache = namespace.mechanisms_cache or settings.MECHANISMS_CACHE_DIR
+        namespace.sandbox = namespace.sandbox or settings.SANDBOX
         code = run_from_arguments(namespace, stream=self.stdout._out)
         if code:
             raise SystemExit(code)
