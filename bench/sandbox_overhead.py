@@ -149,7 +149,7 @@ def _print(results: dict) -> None:
     for name, start in results["starts"].items():
         print(
             f"  {name:24s} plain {start['plain_ms']:8.1f} ms   sandbox {start['sandbox_ms']:8.1f} ms"
-            f"   +{start['extra_ms']:6.1f} ms  ratio {start['ratio']:.3f}"
+            f"   {start['extra_ms']:+7.1f} ms  ratio {start['ratio']:.3f}"
         )
     compute = results["compute"]
     print(

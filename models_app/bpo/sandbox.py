@@ -520,6 +520,11 @@ class _Mounts:
         self.options += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
         # POSIX semaphores and shared memory (multiprocessing's locks) live in /dev/shm.
         self.options += ["--perms", "1777", "--tmpfs", "/dev/shm"]
+        # The CPU topology only, read-only: without it, importing NumPy and NEURON took
+        # 150-250 ms longer per process (measured; their thread pools are sized from it).
+        cpus = Path("/sys/devices/system/cpu")
+        if cpus.is_dir():
+            self.bind(cpus, read_only=True)
         self._folders.update({Path("/proc"), Path("/dev"), Path("/tmp")})
 
     def bind(self, path: Path, *, read_only: bool) -> None:
