@@ -53,6 +53,7 @@ from models_app.bpo.naming import new_run_name, parse_name
 from models_app.bpo.optimisation import find_root, load_optimisation
 from models_app.bpo.package import build_package
 from models_app.bpo.parameters import apply_bounds, bounds_changes
+from models_app.bpo.sandbox import Sandbox
 from models_app.models import Optimisation, ParameterSet, RunPackage
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,9 @@ def optimisation_import(
         if meta is None and meta_beside is not None:
             meta = meta_beside
         try:
-            loaded = load_optimisation(root, name=_folder_name(root, origin), with_neuron=True)
+            loaded = load_optimisation(
+                root, name=_folder_name(root, origin), with_neuron=True, sandbox=_sandbox()
+            )
         except BpoError as error:
             raise ImportFailed(error.problems) from None
         metadata = _metadata(meta)
@@ -262,7 +265,7 @@ def _descriptive_fields(loaded, metadata: CatalogueMetadata | None) -> dict:
 def _checkpoints(root: Path, metadata: CatalogueMetadata | None) -> tuple[list[dict], str]:
     """The folder's checkpoints with seed and stored fitness (read in a process of their
     own), and the best: the metadata's best_run, else the best stored fitness."""
-    summaries = survey_checkpoints(root)
+    summaries = survey_checkpoints(root, sandbox=_sandbox())
     best = best_checkpoint(summaries, preferred=metadata.best_run if metadata else None)
     return [summary.as_dict() for summary in summaries], best or ""
 
@@ -365,7 +368,9 @@ def mechanisms_compile(*, optimisation_id: int) -> str:
     outcome = {"mechanisms_status": Mechanisms.COMPILED, "mechanisms_errors": ""}
     with optimisation_folder(optimisation) as root:
         try:
-            compile_mechanisms(root / MECHANISMS_DIR, cache_dir=settings.MECHANISMS_CACHE_DIR)
+            compile_mechanisms(
+                root / MECHANISMS_DIR, cache_dir=settings.MECHANISMS_CACHE_DIR, sandbox=_sandbox()
+            )
         except MechanismCompileError as error:
             lines = compile_error_lines(error.log) or error.problems
             outcome = {
@@ -597,3 +602,8 @@ def repository_refresh_run(refresh) -> None:
     refresh.status = RepositoryRefresh.Status.DONE
     refresh.finished_at = timezone.now()
     refresh.save(update_fields=["status", "finished_at"])
+
+
+def _sandbox() -> Sandbox:
+    """Where a model's files are read or its code run: the SANDBOX setting."""
+    return Sandbox.named(settings.SANDBOX)

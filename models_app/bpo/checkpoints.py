@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .layout import CHECKPOINTS_DIR
+from .sandbox import Sandbox
 
 CHECKPOINT_SUFFIX = ".pkl"
 SURVEY_TIMEOUT_SECONDS = 120.0
@@ -153,13 +155,18 @@ def summarise_checkpoint(path: Path) -> CheckpointSummary:
 
 
 def survey_checkpoints(
-    run_folder: Path, *, timeout: float = SURVEY_TIMEOUT_SECONDS
+    run_folder: Path,
+    *,
+    timeout: float = SURVEY_TIMEOUT_SECONDS,
+    sandbox: Sandbox | None = None,
 ) -> list[CheckpointSummary]:
     """Every checkpoint of ``run_folder`` with its seed and stored fitness.
 
     The pickles are read by ``python -m models_app.bpo.checkpoints`` in a process of its own
-    (the one child process of this module). When that process fails, the checkpoints are
-    listed without fitness, with the reason.
+    (the one child process of this module), in ``sandbox`` (default: bubblewrap): unpickling
+    runs code, and the checkpoints are the model's. It sees copies of them in a scratch
+    folder and nothing else. When that process fails, the checkpoints are listed without
+    fitness, with the reason.
     """
     files = checkpoint_files(run_folder)
     if not files:
@@ -168,19 +175,26 @@ def survey_checkpoints(
         CheckpointSummary(path.name, checkpoint_seed(path.name), checkpoint_hoc(path))
         for path in files
     ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if part
-    )
+    sandbox = sandbox or Sandbox()
     try:
-        finished = subprocess.run(
-            [sys.executable, "-m", "models_app.bpo.checkpoints", str(Path(run_folder).resolve())],
-            cwd=_PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-        )
+        with tempfile.TemporaryDirectory(prefix="checkpoint-survey-") as scratch:
+            copies = Path(scratch) / "run"
+            for path in files:
+                relative = path.relative_to(run_folder)
+                (copies / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copies / relative)
+                hoc = path.parent / checkpoint_hoc(path) if checkpoint_hoc(path) else None
+                if hoc is not None and hoc.is_file():
+                    shutil.copyfile(hoc, copies / relative.parent / hoc.name)
+            finished = sandbox.run(
+                [sys.executable, "-m", "models_app.bpo.checkpoints", str(copies)],
+                cwd=scratch,
+                writable=[scratch],
+                packages=["models_app.bpo"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+            )
         if finished.returncode != 0:
             lines = finished.stderr.decode("utf-8", "replace").strip().splitlines()
             raise RuntimeError(lines[-1] if lines else f"exit code {finished.returncode}")

@@ -8,8 +8,8 @@
 
 NEURON is never imported here: its state is global to its process and a morphology is
 model-supplied data, so each question is a child process (``models_app.bpo.neuron_probe``)
-started by ``run_child``, the one place these checks start a process. The sandbox that
-confines every process given model data wraps that function.
+started by ``run_child``, the one place these checks start a process, in the sandbox that
+confines every process given model data.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BpoError
+from .sandbox import Sandbox
 
 PROBE_MODULE = "models_app.bpo.neuron_probe"
 MECHANISMS_TIMEOUT_SECONDS = 120
@@ -33,6 +34,8 @@ MECHANISMS_TIMEOUT_SECONDS = 120
 MORPHOLOGY_TIMEOUT_SECONDS = 120
 MORPHOLOGY_EXTENSIONS = (".asc", ".swc")  # the two BluePyOpt's NrnFileMorphology reads
 _NEURON_LINES_SHOWN = 6
+# Model data is read confined, like model code (see models_app.bpo.sandbox).
+_DEFAULT_SANDBOX = Sandbox()
 
 
 class NeuronUnavailable(BpoError):
@@ -52,29 +55,33 @@ class ChildRun:
         return self.returncode is None
 
 
-def run_child(command: Sequence[str], *, cwd: Path, timeout_seconds: float) -> ChildRun:
-    """Run ``command`` in ``cwd`` with a time limit; the seam for sandboxing the checks.
+def run_child(
+    command: Sequence[str], *, cwd: Path, timeout_seconds: float, sandbox: Sandbox
+) -> ChildRun:
+    """Run ``command`` in ``cwd`` with a time limit, in ``sandbox``.
 
     ``cwd`` is a scratch folder holding everything the child reads (the morphology copy)
-    and nothing else: the sandbox needs to let the child see only that folder, writable.
-    It is never a model folder: NEURON loads any compiled mechanisms (x86_64/) it finds in
-    its working directory, and the checks must see NEURON as installed.
+    and nothing else: the sandbox lets the child see only that folder, writable. It is
+    never a model folder: NEURON loads any compiled mechanisms (x86_64/) it finds in its
+    working directory, and the checks must see NEURON as installed.
     """
     environment = dict(os.environ, NEURON_MODULE_OPTIONS="-nogui")
     try:
-        completed = subprocess.run(
+        completed = sandbox.run(
             list(command),
             cwd=cwd,
+            writable=[cwd],
+            packages=["models_app.bpo"],
             env=environment,
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            text=True,
-            errors="replace",
             timeout=timeout_seconds,
         )
     except subprocess.TimeoutExpired as expired:
         return ChildRun(None, _text(expired.stdout), _text(expired.stderr))
-    return ChildRun(completed.returncode, completed.stdout, completed.stderr)
+    return ChildRun(
+        sandbox.exit_code(completed.returncode), _text(completed.stdout), _text(completed.stderr)
+    )
 
 
 def probe_command(*arguments: str) -> list[str]:
@@ -83,13 +90,14 @@ def probe_command(*arguments: str) -> list[str]:
 
 
 @functools.cache
-def built_in_mechanisms() -> frozenset[str]:
+def built_in_mechanisms(sandbox: Sandbox = _DEFAULT_SANDBOX) -> frozenset[str]:
     """Names of the mechanisms built into the installed NEURON; raises NeuronUnavailable."""
     with tempfile.TemporaryDirectory(prefix="neuron-probe-") as scratch:
         run = run_child(
             probe_command("mechanisms"),
             cwd=Path(scratch),
             timeout_seconds=MECHANISMS_TIMEOUT_SECONDS,
+            sandbox=sandbox,
         )
     answer = _answer(run)
     if answer is None or not isinstance(answer.get("mechanisms"), list):
@@ -102,7 +110,9 @@ def built_in_mechanisms() -> frozenset[str]:
     return frozenset(answer["mechanisms"])
 
 
-def morphology_problem(path: Path, *, shown_name: str | None = None) -> str | None:
+def morphology_problem(
+    path: Path, *, shown_name: str | None = None, sandbox: Sandbox = _DEFAULT_SANDBOX
+) -> str | None:
     """Why NEURON cannot read the morphology at ``path``, in NEURON's words; None if it can."""
     path = Path(path)
     name = shown_name or path.name
@@ -112,12 +122,12 @@ def morphology_problem(path: Path, *, shown_name: str | None = None) -> str | No
             "file, the two kinds BluePyOpt loads."
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    problem = _morphology_problem(digest, path.suffix.lower(), str(path))
+    problem = _morphology_problem(digest, path.suffix.lower(), str(path), sandbox)
     return problem.replace("{name}", name) if problem else None
 
 
 @functools.lru_cache(maxsize=256)
-def _morphology_problem(digest: str, suffix: str, path: str) -> str | None:
+def _morphology_problem(digest: str, suffix: str, path: str, sandbox: Sandbox) -> str | None:
     # Cached by content: the same file (the demo's, a re-import) is read by NEURON once.
     with tempfile.TemporaryDirectory(prefix="neuron-probe-") as scratch:
         # The child reads a copy inside its own working folder: it needs nothing else,
@@ -128,6 +138,7 @@ def _morphology_problem(digest: str, suffix: str, path: str) -> str | None:
             probe_command("morphology", copy.name),
             cwd=Path(scratch),
             timeout_seconds=MORPHOLOGY_TIMEOUT_SECONDS,
+            sandbox=sandbox,
         )
         stderr = run.stderr.replace(str(copy), "{name}").replace(copy.name, "{name}")
     if run.timed_out:

@@ -31,6 +31,7 @@ from .neuron_checks import NeuronUnavailable, built_in_mechanisms, morphology_pr
 from .nmodl import mechanisms_defined_in
 from .parameters import parameter_problems
 from .protocols import protocol_problems
+from .sandbox import Sandbox
 from .wording import json_type, shown
 
 
@@ -104,28 +105,35 @@ def find_root(extracted_dir: Path) -> Path:
     )
 
 
-def validate_optimisation(root: Path, *, with_neuron: bool = False) -> list[str]:
+def validate_optimisation(
+    root: Path, *, with_neuron: bool = False, sandbox: Sandbox | None = None
+) -> list[str]:
     """Every problem that keeps ``root`` from being a runnable optimisation; [] when none.
 
     ``with_neuron`` adds the checks NEURON answers in child processes (a few seconds):
     every mechanism parameters.json names is defined by a .mod file or built into NEURON,
-    and NEURON reads the morphology. Importing a model asks for them.
+    and NEURON reads the morphology. Importing a model asks for them. They run in
+    ``sandbox`` (default: bubblewrap), since the files are the model's.
     """
-    problems, _ = _inspect(Path(root), with_neuron=with_neuron)
+    problems, _ = _inspect(Path(root), with_neuron=with_neuron, sandbox=sandbox or Sandbox())
     return problems
 
 
 def load_optimisation(
-    root: Path, *, name: str | None = None, with_neuron: bool = False
+    root: Path,
+    *,
+    name: str | None = None,
+    with_neuron: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> Optimisation:
     """Validate and load the optimisation in ``root``; raises ``InvalidOptimisation``.
 
     ``name`` defaults to the folder's name; give it when the folder was extracted from an
     archive that held the files at its top, where the folder name means nothing.
-    ``with_neuron`` as for ``validate_optimisation``.
+    ``with_neuron`` and ``sandbox`` as for ``validate_optimisation``.
     """
     root = Path(root)
-    problems, configs = _inspect(root, with_neuron=with_neuron)
+    problems, configs = _inspect(root, with_neuron=with_neuron, sandbox=sandbox or Sandbox())
     if problems:
         raise InvalidOptimisation(problems)
     return Optimisation(
@@ -143,7 +151,9 @@ def load_optimisation(
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _inspect(root: Path, *, with_neuron: bool) -> tuple[list[str], dict[str, ConfigFile]]:
+def _inspect(
+    root: Path, *, with_neuron: bool, sandbox: Sandbox
+) -> tuple[list[str], dict[str, ConfigFile]]:
     """The problems of the folder, and its config files as read."""
     if not root.is_dir():
         return [f"{root} is not a folder."], {}
@@ -159,10 +169,12 @@ def _inspect(root: Path, *, with_neuron: bool) -> tuple[list[str], dict[str, Con
     if configs["parameters"].key is not None:
         problems += parameter_problems(configs["parameters"].content)
         if with_neuron and not mechanism_problems:
-            problems += _undefined_mechanism_problems(root, configs["parameters"].content)
+            problems += _undefined_mechanism_problems(root, configs["parameters"].content, sandbox)
     if with_neuron and configs["morph"].key is not None and not morphology_problems:
         problem = morphology_problem(
-            root / MORPHOLOGY_DIR / configs["morph"].content, shown_name=configs["morph"].content
+            root / MORPHOLOGY_DIR / configs["morph"].content,
+            shown_name=configs["morph"].content,
+            sandbox=sandbox,
         )
         problems += [problem] if problem else []
     protocols = configs["protocols"].content if configs["protocols"].key is not None else None
@@ -248,13 +260,13 @@ def _mechanism_problems(root: Path) -> list[str]:
     return []
 
 
-def _undefined_mechanism_problems(root: Path, parameters: object) -> list[str]:
+def _undefined_mechanism_problems(root: Path, parameters: object, sandbox: Sandbox) -> list[str]:
     """The mechanisms parameters.json names that neither a .mod file nor NEURON defines."""
     mechanisms = parameters.get("mechanisms") if isinstance(parameters, dict) else None
     if not isinstance(mechanisms, dict):
         return []
     try:
-        built_in = built_in_mechanisms()
+        built_in = built_in_mechanisms(sandbox)
     except NeuronUnavailable as error:
         return error.problems
     defined = mechanisms_defined_in(list(_mechanism_paths(root))) | built_in

@@ -308,3 +308,32 @@ def test_manage_py_run_local_of_a_hostile_model(payload, hostile, tmp_path, sett
     for name in ("STDOUT", "STDERR", "output.tar.gz"):
         assert_nothing_leaked(secrets, (out / name).read_bytes())
     assert_nothing_leaked(secrets, *tar_texts((out / "output.tar.gz").read_bytes()).values())
+
+
+# --- import of a catalogue model whose checkpoint is hostile -----------------------------
+
+
+def test_importing_a_model_whose_checkpoint_pickle_is_hostile(alice, hostile, tmp_path):
+    """Import reads each checkpoint's stored fitness by unpickling it: in the sandbox."""
+    from models_app.bpo.checkpoints import survey_checkpoints
+    from models_app.bpo.sandbox import Sandbox
+    from models_app.services import optimisation_import
+
+    targets, secrets = hostile
+    model = demo_copy(tmp_path / "model", DEMO_NAME)
+    (model / "checkpoints" / "seed1.pkl").write_bytes(pickle_payload(targets))
+
+    archive = zip_folder(model, tmp_path / f"{model.name}.zip")
+    with open(archive, "rb") as handle:
+        outcome = optimisation_import(source=handle, kind=Optimisation.Source.UPLOAD, owner=alice)
+
+    stored = Optimisation.objects.get(pk=outcome.optimisation.pk)
+    assert [entry["name"] for entry in stored.checkpoints] == ["seed1.pkl"]
+    assert stored.checkpoints[0]["fitness"] is None, stored.checkpoints  # no checkpoint in it
+    assert secrets.written_outside() == []
+    assert not redis_key_set(), "the payload reached the site's Redis"
+    assert_nothing_leaked(secrets, json.dumps(stored.checkpoints))
+
+    # The control: the same survey unconfined does run the payload, which then writes.
+    survey_checkpoints(model, sandbox=Sandbox("off"))
+    assert secrets.written_outside() != []
