@@ -60,6 +60,10 @@ class FigureExportError(RuntimeError):
     """The figures could not be written as files; the message says why."""
 
 
+class FigureExportTimeout(FigureExportError):
+    """The PNG export ran out of time (and was stopped)."""
+
+
 # --- morphology ------------------------------------------------------------------------
 
 
@@ -611,7 +615,15 @@ def write_figure_files(
             figure.write_html(path, include_plotlyjs=True, full_html=True)
             written[name]["html"] = path
     if png and figures:
-        for name, path in _write_pngs(figures, folder, timeout=png_timeout).items():
+        try:
+            pngs = _write_pngs(figures, folder, timeout=png_timeout)
+        except FigureExportError as failure:
+            # Chromium now and then fails to start on a loaded machine and says nothing;
+            # a second start usually works. A second failure is reported.
+            if isinstance(failure, FigureExportTimeout):  # no second wait
+                raise
+            pngs = _write_pngs(figures, folder, timeout=png_timeout)
+        for name, path in pngs.items():
             written[name]["png"] = path
     return written
 
@@ -652,7 +664,7 @@ def _write_pngs(figures: dict[str, go.Figure], folder: Path, *, timeout: float) 
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _end_group(process)
-            raise FigureExportError(
+            raise FigureExportTimeout(
                 f"Writing the PNG figures took more than {timeout:g} s and was stopped. "
                 "kaleido needs a Chrome or Chromium it can start (set BROWSER_PATH)."
             ) from None
@@ -661,9 +673,13 @@ def _write_pngs(figures: dict[str, go.Figure], folder: Path, *, timeout: float) 
     missing = [name for name in figures if not (folder / f"{name}.png").is_file()]
     if process.returncode != 0 or missing:
         text = output.decode("utf-8", "replace")[-3000:]
+        code = process.returncode
+        ended = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         raise FigureExportError(
             "The PNG figures could not be written (kaleido needs a Chrome or Chromium; "
-            f"set BROWSER_PATH to one). kaleido said:\n{text}"
+            f"set BROWSER_PATH to one). kaleido {ended}"
+            + (f", missing {', '.join(missing)}" if missing else "")
+            + f". It said:\n{text}"
         )
     return {name: folder / f"{name}.png" for name in figures}
 
