@@ -28,4 +28,5 @@ def job_finish(job: Job, *, state: str, error: str = "") -> None:
     if state == Job.State.COMPLETED and not job.external:
         from nsg_app.tasks import collect_job
 
+        Job.objects.filter(pk=job.pk).update(queued_at=timezone.now())
         transaction.on_commit(lambda: collect_job.delay(job.pk))

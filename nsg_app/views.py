@@ -14,7 +14,7 @@ from nsg_app.backends.nsg import nsg_client, submission_fields
 from nsg_app.forms import VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitForm
 from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.nsg import NsgError, ValidationError
-from nsg_app.tasks import collect_job, poll_account
+from nsg_app.tasks import poll_account
 
 
 def _get_job(request, pk) -> Job:
@@ -178,12 +178,11 @@ def job_check(request, pk):
 @require_POST
 def job_collect(request, pk):
     job = _get_job(request, pk)
-    reason = job.collect_blocked_reason()
-    if reason:
-        messages.error(request, f"Cannot copy to storage: {reason}")
-        return redirect(job)
-    transaction.on_commit(lambda: collect_job.delay(job.pk))
-    messages.info(request, "Copying the results to storage.")
+    queued, message = services.job_copy_to_storage(job)
+    if queued or job.state == Job.State.COLLECTED:
+        messages.info(request, message)
+    else:
+        messages.error(request, message)
     return redirect(job)
 
 
@@ -219,6 +218,12 @@ def job_file(request, pk, name):
 # ----------------------------------------------------------------------------- submit
 
 
+def _seed_asked(request) -> dict:
+    """'Run again with this seed' links here with ?seed=N: the form starts with it."""
+    seed = request.GET.get("seed", "")
+    return {"seed": int(seed)} if seed.isdigit() and len(seed) <= 10 else {}
+
+
 def submit_nsg(request, package_pk):
     """'Run NSG simulation' for a run package."""
     package = get_object_or_404(
@@ -227,7 +232,7 @@ def submit_nsg(request, package_pk):
     if package.owner != request.user:
         raise Http404("Only the package's owner runs it.")
     account = _account(request.user)
-    form = NsgSubmitForm(request.POST or None)
+    form = NsgSubmitForm(request.POST or None, initial=_seed_asked(request))
     if request.method == "POST" and account is None:
         messages.error(request, "Log in to NSG first.")
         return redirect("nsg_app:account")
@@ -276,7 +281,7 @@ def _nsg_accepts(form: NsgSubmitForm, package, account: NsgAccount) -> bool:
 def submit_local(request, package_pk):
     """'Run here': the package on this machine, in the background."""
     package = get_object_or_404(RunPackage.objects.filter(owner=request.user), pk=package_pk)
-    form = LocalRunForm(request.POST or None)
+    form = LocalRunForm(request.POST or None, initial=_seed_asked(request))
     if request.method == "POST" and form.is_valid():
         job = services.job_create_local(owner=request.user, package=package, **form.cleaned_data)
         messages.success(request, f"Running {package.run_name} on this machine.")

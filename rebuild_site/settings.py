@@ -221,6 +221,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {}
+# Local runs last up to LOCAL_MAX_RUNTIME_HOURS: they have a queue and a worker of their own
+# (`make run` starts it; docker-compose's runner), so that polling, collection, analyses
+# and the health check never wait behind them on the default queue.
+RUNS_QUEUE = "runs"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"nsg_app.run_local_job": {"queue": RUNS_QUEUE}}
 
 # NSG (the Neuroscience Gateway REST API, or the project's emulator).
 NSG_BASE_URL = env_url(
@@ -233,6 +239,9 @@ NSG_MIN_POLL_SECONDS = env_float("NSG_MIN_POLL_SECONDS", 60.0, minimum=0.0)
 NSG_POLL_EVERY_SECONDS = env_float("NSG_POLL_EVERY_SECONDS", 15.0, minimum=0.2)
 # A collection whose worker stopped reporting for this long is started again.
 COLLECT_STALE_SECONDS = env_float("COLLECT_STALE_SECONDS", 300.0, minimum=1.0)
+# The sweep queues a job's, analysis' or save's next step again when it is still not done
+# this long after it was last queued (a lost message, a killed worker, a restart).
+REDRIVE_AFTER_SECONDS = env_float("REDRIVE_AFTER_SECONDS", 300.0, minimum=1.0)
 # BluePyOpt tools offered, with their cores-per-node cap: TOOL=CAP,TOOL=CAP.
 NSG_TOOL_CORE_LIMITS = {}
 for _item in env_list("NSG_TOOL_CORE_LIMITS", ["BLUEPYOPT_EXPANSE=24", "BLUEPYOPT_TG=24"]):
