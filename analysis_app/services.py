@@ -43,7 +43,8 @@ SAVED_PREFIX = "BluePyOptAnalysis"
 FIGURES_DIR = "figures"
 NSG_OUTPUT = "output.tar.gz"
 # A running analysis whose worker has not reported for this long is started again.
-STALE_SECONDS = 120
+# A running analysis or a save whose worker has not reported for this long is taken over.
+STALE_SECONDS = settings.ANALYSIS_STALE_SECONDS
 _HEARTBEAT_SECONDS = 5.0
 RUNNING_ELSEWHERE = "running elsewhere"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from nsg_app.models import Job, JobStageChange, NsgAccount, ResultFile
-from nsg_app.tasks import poll_account
+from nsg_app.services import account_poll_request
 
 
 class JobStageChangeInline(admin.TabularInline):
@@ -49,7 +49,7 @@ class JobAdmin(admin.ModelAdmin):
             owner__in=queryset.filter(backend=Job.Backend.NSG).values("owner")
         )
         for account in accounts:
-            poll_account.delay(account.pk, force=True)
+            account_poll_request(account, force=True)
         self.message_user(request, f"Polling {len(accounts)} NSG account(s).")
 
     @admin.action(description="Copy the results of the selected jobs to storage")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from models_app.bpo.naming import new_run_name
@@ -171,12 +171,14 @@ def job_start(job_id: int) -> str:
             return NOT_CLAIMED
         job.refresh_from_db()
         _run_failing_loudly(job, lambda: backend_for(job).submit(job, retry=retry))
+        finished_jobs_collect(pk=job_id)
         return STARTED
     if job.state == Job.State.ACTIVE and job.backend == Job.Backend.LOCAL:
         if not claim.filter(state=Job.State.ACTIVE).update(heartbeat_at=timezone.now()):
             return NOT_CLAIMED
         job.refresh_from_db()
         _run_failing_loudly(job, lambda: backend_for(job).adopt(job))
+        finished_jobs_collect(pk=job_id)
         return ADOPTED
     return NOT_CLAIMED
 
@@ -195,6 +197,41 @@ def _run_failing_loudly(job: Job, step) -> None:
         )
         stage_record(job, "FAILED", message=reason)
         raise
+
+
+def finished_jobs_collect(**which) -> int:
+    """Queue the copy into storage of the completed jobs of ours among ``which`` (filters,
+    e.g. pk=... or owner=...) that no task was queued for since they ended."""
+    from nsg_app.tasks import collect_job
+
+    now = timezone.now()
+    finished = Job.objects.filter(
+        state=Job.State.COMPLETED, external=False, collected_at__isnull=True, **which
+    ).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=F("updated_at")))
+    queued = 0
+    for job_id, queued_at in finished.values_list("pk", "queued_at"):
+        if Job.objects.filter(pk=job_id, queued_at=queued_at).update(queued_at=now):
+            transaction.on_commit(lambda job_id=job_id: collect_job.delay(job_id))
+            queued += 1
+    return queued
+
+
+def account_poll_run(account_id: int, *, force: bool = False) -> str:
+    """The poll task: one request to NSG for the account, then the copies it finished."""
+    from nsg_app.backends.nsg import account_poll
+
+    outcome = account_poll(account_id, force=force)
+    owner = NsgAccount.objects.filter(pk=account_id).values_list("owner", flat=True).first()
+    if owner is not None:
+        finished_jobs_collect(owner=owner, backend=Job.Backend.NSG)
+    return outcome
+
+
+def account_poll_request(account: NsgAccount, *, force: bool = False) -> None:
+    """'Check NSG simulation' / 'Refresh from NSG': poll once the request commits."""
+    from nsg_app.tasks import poll_account
+
+    transaction.on_commit(lambda: poll_account.delay(account.pk, force=force))
 
 
 # What a collection ended with (the task's return value, and the admin's message).

@@ -3,7 +3,6 @@
 from celery import shared_task
 
 from nsg_app import services
-from nsg_app.backends.nsg import account_poll
 
 
 @shared_task(name="nsg_app.submit_job")
@@ -20,7 +19,7 @@ def run_local_job(job_id: int) -> str:
 
 @shared_task(name="nsg_app.poll_account")
 def poll_account(account_id: int, force: bool = False) -> str:
-    return account_poll(account_id, force=force)
+    return services.account_poll_run(account_id, force=force)
 
 
 @shared_task(name="nsg_app.poll_active_jobs")

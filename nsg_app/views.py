@@ -2,7 +2,6 @@ import json
 
 from django.contrib import messages
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -14,7 +13,6 @@ from nsg_app.backends.nsg import nsg_client, submission_fields
 from nsg_app.forms import VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitForm
 from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.nsg import NsgError, ValidationError
-from nsg_app.tasks import poll_account
 
 
 def _get_job(request, pk) -> Job:
@@ -96,7 +94,7 @@ def jobs_refresh(request):
     if existing is None:
         messages.error(request, "Log in to NSG first.")
         return redirect("nsg_app:account")
-    transaction.on_commit(lambda: poll_account.delay(existing.pk, force=True))
+    services.account_poll_request(existing, force=True)
     messages.info(request, "Asking NSG for your jobs; the list updates by itself.")
     return redirect("nsg_app:jobs")
 
@@ -170,7 +168,7 @@ def job_check(request, pk):
             f"NSG asks not to be polled more often than every {account.poll_interval_seconds:.0f} s: the next check runs in {wait:.0f} s.",
         )
     else:
-        transaction.on_commit(lambda: poll_account.delay(account.pk, force=True))
+        services.account_poll_request(account, force=True)
         messages.info(request, "Checking with NSG; the page updates by itself.")
     return redirect(job)
 

@@ -277,6 +277,9 @@ MECHANISMS_CACHE_DIR = Path(env_str("MECHANISMS_CACHE_DIR", str(VAR_DIR / "mecha
 # Analyses: their work folders, and the time one may take.
 ANALYSIS_WORK_DIR = Path(env_str("ANALYSIS_WORK_DIR", str(VAR_DIR / "analyses"))).resolve()
 ANALYSIS_TIMEOUT_SECONDS = env_int("ANALYSIS_TIMEOUT_SECONDS", 1800, minimum=10)
+# An analysis or a save whose worker has not reported for this long (it reports every 5 s)
+# is taken over by the next task the sweep queues.
+ANALYSIS_STALE_SECONDS = env_int("ANALYSIS_STALE_SECONDS", 120, minimum=15)
 
 # Security: strict settings whenever DEBUG is off (`manage.py check --deploy` is clean).
 SESSION_COOKIE_HTTPONLY = True

@@ -59,6 +59,7 @@ def pytest_configure(config):
     os.environ["NSG_POLL_EVERY_SECONDS"] = "1"
     os.environ["COLLECT_STALE_SECONDS"] = "4"
     os.environ["REDRIVE_AFTER_SECONDS"] = "4"
+    os.environ["ANALYSIS_STALE_SECONDS"] = "15"
     # Load the settings now that the environment is complete; pytest-django then sets up
     # Django in its own pytest_configure, which runs after this one.
     from django.conf import settings

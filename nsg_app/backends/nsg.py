@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 ENTRY_SCRIPT = "init.py"
 MAX_BACKOFF_SECONDS = 3600
 
+# What a poll of an account ended with (the poll task's return value).
+POLLED = "polled"
+POLL_FAILED = "failed"
+NOT_DUE = "not due"
+
 
 # A person waits on calls made from a page: fail fast there. The worker retries a little
 # longer, but leaves long waits (a 429 asking for a minute) to the poll's own back-off,
@@ -261,7 +266,7 @@ def account_poll(account_id: int, *, force: bool = False) -> str:
         .update(next_poll_at=now + timedelta(seconds=MAX_BACKOFF_SECONDS), last_polled_at=now)
     )
     if not claimed:
-        return "not due"
+        return NOT_DUE
     account = NsgAccount.objects.get(pk=account_id)
     try:
         with client_for(account) as client:
@@ -278,7 +283,7 @@ def account_poll(account_id: int, *, force: bool = False) -> str:
             type(error).__name__,
             wait,
         )
-        return "failed"
+        return POLL_FAILED
     server_interval = max(
         (s.min_poll_interval_seconds for s in statuses), default=account.poll_interval_seconds
     )
@@ -290,7 +295,7 @@ def account_poll(account_id: int, *, force: bool = False) -> str:
         update_fields=["poll_interval_seconds", "poll_failures", "last_error", "next_poll_at"]
     )
     statuses_apply(account, statuses)
-    return "polled"
+    return POLLED
 
 
 def _poll_interval(account_id: int) -> timedelta:
