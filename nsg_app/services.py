@@ -339,6 +339,7 @@ def sweep() -> dict[str, int]:
     """
     from analysis_app.services import analyses_sweep
     from nsg_app.backends.nsg import accounts_due
+    from nsg_app.retention import analysis_folders_prune, work_folders_prune
     from nsg_app.tasks import collect_job, poll_account
 
     now = timezone.now()
@@ -371,6 +372,7 @@ def sweep() -> dict[str, int]:
                 collect_job.delay(job.pk)
             counts[key] += 1
     counts.update(analyses_sweep(redrive_after=redrive_after))
+    counts["work_folders_removed"] = work_folders_prune() + analysis_folders_prune()
     return counts
 
 

@@ -272,6 +272,9 @@ LOCAL_CORES = env_int("LOCAL_CORES", 0, minimum=0, maximum=1024)
 LOCAL_RUNS_DIR = Path(env_str("LOCAL_RUNS_DIR", str(VAR_DIR / "local-runs"))).resolve()
 # Longest local run allowed, in hours (the form's runtime limit cannot exceed it).
 LOCAL_MAX_RUNTIME_HOURS = env_float("LOCAL_MAX_RUNTIME_HOURS", 48.0, minimum=0.001)
+# Work folders of local runs are removed this many days after their results are stored
+# (0: at the next sweep); keep them longer to look into a run.
+KEEP_WORK_FOLDERS_DAYS = env_float("KEEP_WORK_FOLDERS_DAYS", 0.0, minimum=0.0)
 # Compiled mechanisms, cached by a hash of the .mod files (local runs and analyses).
 MECHANISMS_CACHE_DIR = Path(env_str("MECHANISMS_CACHE_DIR", str(VAR_DIR / "mechanisms"))).resolve()
 # Analyses: their work folders, and the time one may take.
