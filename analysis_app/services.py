@@ -375,7 +375,12 @@ def analysis_save_start(*, analysis: Analysis) -> str:
             claimed = (
                 Analysis.objects.filter(pk=analysis.pk, status=Analysis.Status.DONE)
                 .exclude(save_status__in=[Analysis.SaveStatus.SAVING, Analysis.SaveStatus.SAVED])
-                .update(saved_to=prefix, save_status=Analysis.SaveStatus.SAVING, save_error="")
+                .update(
+                    saved_to=prefix,
+                    save_status=Analysis.SaveStatus.SAVING,
+                    save_error="",
+                    save_heartbeat_at=None,
+                )
             )
     except IntegrityError:
         raise exists from None
@@ -432,6 +437,7 @@ def analysis_save_write(*, analysis_id: int) -> str:
         logger.warning("saving analysis %s failed: %s", analysis_id, error)
         Analysis.objects.filter(pk=analysis_id).update(
             save_status=Analysis.SaveStatus.FAILED,
+            save_heartbeat_at=None,
             saved_to="",
             save_error=f"The analysis was not saved: {error}",
         )

@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 from nsg_app.backends.nsg import account_poll
 from nsg_app.collection import storage_folder_used
 from nsg_app.models import Job, NsgAccount, ResultFile
-from nsg_app.services import job_collect
+from nsg_app.services import account_poll_run, job_collect
 from tests.jobs.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -172,7 +172,7 @@ def test_poll_errors_back_off_and_lose_nothing(
     wait_for(
         job,
         lambda j: j.state in (Job.State.COMPLETED, Job.State.COLLECTED),
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=120,
     )
     account.refresh_from_db()
@@ -238,7 +238,7 @@ def test_collecting_a_stored_job_again_changes_nothing(
     wait_for(
         job,
         lambda j: j.state == Job.State.COLLECTED,
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=120,
     )
 
@@ -277,7 +277,7 @@ def test_a_collection_claimed_by_a_live_worker_is_not_started_twice(alice, demo_
     ],
 )
 def test_completed_jobs_without_a_result_are_flagged_with_the_reason(
-    script, flag, words, alice, nsg_account, script_package, emulator
+    script, flag, words, alice, nsg_account, script_package, emulator, running_worker
 ):
     account = nsg_account(alice)
     package = script_package(alice, script)
@@ -286,7 +286,7 @@ def test_completed_jobs_without_a_result_are_flagged_with_the_reason(
     wait_for(
         job,
         lambda j: j.state == Job.State.COLLECTED,
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=60,
     )
 
@@ -295,7 +295,7 @@ def test_completed_jobs_without_a_result_are_flagged_with_the_reason(
 
 
 def test_walltime_exceeded_is_flagged_as_runtime_too_short(
-    alice, nsg_account, script_package, emulator
+    alice, nsg_account, script_package, emulator, running_worker
 ):
     account = nsg_account(alice)
     package = script_package(alice, "import time\ntime.sleep(60)\n")
@@ -305,7 +305,7 @@ def test_walltime_exceeded_is_flagged_as_runtime_too_short(
     wait_for(
         job,
         lambda j: j.state == Job.State.COLLECTED,
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=60,
     )
 
@@ -370,7 +370,7 @@ def test_a_worker_killed_while_copying_is_replaced_and_the_copy_ends_complete(
     wait_for(
         job,
         lambda j: j.state == Job.State.COMPLETED,
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=60,
     )
     emulator.add_fault("alice", "slow", delay="1.5")  # every NSG reply now takes 1.5 s
