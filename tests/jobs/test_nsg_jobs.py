@@ -127,6 +127,20 @@ def _submitted_elsewhere(emulator, owner, package):
     return status, _active_job(owner, package, status.handle)
 
 
+def _eventually(find, *, tick, timeout: float = 30):
+    """What ``find`` returns once it returns something, running ``tick`` before each try."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        tick()
+        found = find()
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, "nothing found in time"
+        time.sleep(0.2)
+
+
 def _active_job(alice, package, handle_from):
     """A job of ours that NSG knows and that has not finished (created by a direct submit)."""
     return Job.objects.create(
@@ -218,10 +232,12 @@ def test_jobs_submitted_elsewhere_appear_in_the_job_manager(
         )
     client.force_login(alice)
 
-    client.post("/jobs/refresh/")
-    account_poll(account.pk, force=True)
+    client.post("/jobs/refresh/")  # a worker may poll first: either poll adds the job
 
-    job = Job.objects.get(handle=elsewhere.handle)
+    job = _eventually(
+        lambda: Job.objects.filter(handle=elsewhere.handle).first(),
+        tick=lambda: account_poll(account.pk, force=True),
+    )
     assert job.external and job.owner == alice and job.folder == "my_other_run"
     assert elsewhere.handle in client.get("/jobs/").content.decode()
     client.force_login(bob)
