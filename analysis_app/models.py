@@ -86,6 +86,9 @@ class Analysis(models.Model):
         default=dict, blank=True, help_text="The best individual's stored and recomputed fitness."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The periodic sweep queues an analysis or a save again when nothing reports for a while.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    save_heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -43,7 +43,8 @@ SAVED_PREFIX = "BluePyOptAnalysis"
 FIGURES_DIR = "figures"
 NSG_OUTPUT = "output.tar.gz"
 # A running analysis whose worker has not reported for this long is started again.
-STALE_SECONDS = 120
+# A running analysis or a save whose worker has not reported for this long is taken over.
+STALE_SECONDS = settings.ANALYSIS_STALE_SECONDS
 _HEARTBEAT_SECONDS = 5.0
 RUNNING_ELSEWHERE = "running elsewhere"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -415,7 +416,12 @@ def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
             claimed = (
                 Analysis.objects.filter(pk=analysis.pk, status=Analysis.Status.DONE)
                 .exclude(save_status__in=[Analysis.SaveStatus.SAVING, Analysis.SaveStatus.SAVED])
-                .update(saved_to=prefix, save_status=Analysis.SaveStatus.SAVING, save_error="")
+                .update(
+                    saved_to=prefix,
+                    save_status=Analysis.SaveStatus.SAVING,
+                    save_error="",
+                    save_heartbeat_at=None,
+                )
             )
     except IntegrityError:
         raise taken() from None
@@ -436,7 +442,22 @@ def analysis_save_write(*, analysis_id: int) -> str:
     )
     if analysis is None:
         return "not saving"
+    # Claimed like an analysis run: a save whose worker died is taken over by the next
+    # task the sweep queues, never written by two at once.
+    now = timezone.now()
+    if not (
+        Analysis.objects.filter(pk=analysis_id, save_status=Analysis.SaveStatus.SAVING)
+        .filter(
+            Q(save_heartbeat_at__isnull=True)
+            | Q(save_heartbeat_at__lt=now - timedelta(seconds=STALE_SECONDS))
+        )
+        .update(save_heartbeat_at=now)
+    ):
+        return "not claimed"
     prefix = analysis.saved_to
+    # The folder was reserved for this analysis alone (saved_to is unique): anything in it
+    # is what an interrupted save of this analysis wrote, and is written again whole.
+    _storage_delete(_storage_files(prefix))
     written: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="analysis-save-") as scratch:
@@ -451,11 +472,13 @@ def analysis_save_write(*, analysis_id: int) -> str:
             for name in names:
                 with open(folder / name, "rb") as handle:
                     written.append(_storage_write(f"{prefix}/{name}", handle))
+                Analysis.objects.filter(pk=analysis_id).update(save_heartbeat_at=timezone.now())
     except Exception as error:
         _storage_delete(written)
         logger.warning("saving analysis %s failed: %s", analysis_id, error)
         Analysis.objects.filter(pk=analysis_id).update(
             save_status=Analysis.SaveStatus.FAILED,
+            save_heartbeat_at=None,
             saved_to="",
             save_error=f"The analysis was not saved: {error}",
         )
@@ -522,6 +545,18 @@ def _storage_delete(names: list[str]) -> None:
             default_storage.delete(name)
 
 
+def _storage_files(prefix: str) -> list[str]:
+    """Every file stored under ``prefix``."""
+    try:
+        directories, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = [f"{prefix}/{name}" for name in files]
+    for name in directories:
+        found += _storage_files(f"{prefix}/{name}")
+    return found
+
+
 def _storage_folder_exists(prefix: str) -> bool:
     """Whether any file is stored under ``prefix`` (empty folders left on a filesystem
     by a failed save do not count)."""
@@ -562,3 +597,36 @@ def stored_result_find(*, reference: str) -> StoredResult | None:
 def stored_result_copy(*, result: StoredResult, folder: Path) -> Path:
     """Copy a stored result's output.tar.gz into ``folder``; the local file."""
     return _storage_read(result.storage_name, folder / NSG_OUTPUT)
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+def analyses_sweep(*, redrive_after: timedelta) -> dict[str, int]:
+    """Queue again every analysis and save that nothing has reported on for a while.
+
+    The database is the queue: a queued analysis whose message was lost, a running one
+    whose worker died, a save stopped half-way are all found here (the periodic sweep of
+    nsg_app.services.sweep) and claimed again by their tasks' conditional updates.
+    """
+    from analysis_app.tasks import run_analysis, save_analysis
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=STALE_SECONDS)
+    not_lately = Q(queued_at__isnull=True) | Q(queued_at__lt=now - redrive_after)
+    analyses = Analysis.objects.filter(not_lately).filter(
+        Q(status=Analysis.Status.QUEUED, created_at__lt=now - redrive_after)
+        | Q(status=Analysis.Status.RUNNING, heartbeat_at__lt=stale)
+        | Q(status=Analysis.Status.RUNNING, heartbeat_at__isnull=True)
+    )
+    saves = Analysis.objects.filter(not_lately, save_status=Analysis.SaveStatus.SAVING).filter(
+        Q(save_heartbeat_at__isnull=True) | Q(save_heartbeat_at__lt=stale)
+    )
+    counts = {"analyses": 0, "saves": 0}
+    for kind, rows, task in (("analyses", analyses, run_analysis), ("saves", saves, save_analysis)):
+        for analysis_id, queued_at in rows.values_list("pk", "queued_at"):
+            # Claimed, so that two sweeps at once queue it once.
+            if Analysis.objects.filter(pk=analysis_id, queued_at=queued_at).update(queued_at=now):
+                task.delay(analysis_id)
+                counts[kind] += 1
+    return counts

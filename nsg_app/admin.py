@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from nsg_app.models import Job, JobStageChange, NsgAccount, ResultFile
-from nsg_app.tasks import collect_job, poll_account
+from nsg_app.services import account_poll_request
 
 
 class JobStageChangeInline(admin.TabularInline):
@@ -49,17 +49,20 @@ class JobAdmin(admin.ModelAdmin):
             owner__in=queryset.filter(backend=Job.Backend.NSG).values("owner")
         )
         for account in accounts:
-            poll_account.delay(account.pk, force=True)
+            account_poll_request(account, force=True)
         self.message_user(request, f"Polling {len(accounts)} NSG account(s).")
 
     @admin.action(description="Copy the results of the selected jobs to storage")
     def collect_now(self, request, queryset):
-        ready = [job for job in queryset if job.can_collect]
-        for job in ready:
-            collect_job.delay(job.pk)
-        self.message_user(
-            request, f"Copying {len(ready)} job(s); {queryset.count() - len(ready)} not finished."
-        )
+        from nsg_app.services import job_copy_to_storage
+
+        queued = 0
+        for job in queryset.select_related("owner"):
+            started, message = job_copy_to_storage(job)
+            queued += started
+            if not started:
+                self.message_user(request, f"{job}: {message}", level=messages.WARNING)
+        self.message_user(request, f"Copying {queued} job(s).")
 
     @admin.action(description="Cancel the selected jobs")
     def cancel_now(self, request, queryset):

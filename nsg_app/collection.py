@@ -1,11 +1,15 @@
 """Copy a finished job's result files into storage, streamed, checked, with a manifest last.
 
 Used by both backends: NSG's files come from downloads, a local run's from its folder.
-Files land under `BluePyOptOne/results<NSG|Local>/<username>/<folder>/`; each is streamed
-through a temporary file (memory stays flat whatever the size), its size checked against
-the announced one and hashed; `manifest.json` (name, size, sha256) is written last, so a
-folder without a manifest is an unfinished copy. Collecting again overwrites the same
-names, so the folder always ends with one complete copy.
+Files land under `BluePyOptOne/results<NSG|Local>/<username>/<folder>/`, a folder of the
+job's own: the job's folder name is unique per user (one per run), and the first copy
+reserves the storage folder on the job row before it writes, choosing another name when
+something else is already stored there. Each file is streamed through a temporary file
+(memory stays flat whatever the size), its size checked against the announced one and
+hashed; `manifest.json` (name, size, sha256, seed) is written last, and the job's file rows
+with it, so a folder without a manifest is an unfinished copy and a job's page lists only
+what its manifest lists. A retried copy rewrites only its own unfinished folder; a stored
+job is never copied again.
 """
 
 from __future__ import annotations
@@ -70,7 +74,39 @@ class _Hashing(io.RawIOBase):
 
 
 def results_prefix(job: Job) -> str:
-    return f"{_PREFIXES[job.backend]}/{job.owner.get_username()}/{job.folder}"
+    """Where the job's results go: the folder it reserved, or the one its name gives."""
+    return job.results_prefix or f"{_PREFIXES[job.backend]}/{job.owner.get_username()}/{job.folder}"
+
+
+def storage_folder_used(prefix: str) -> bool:
+    """Whether any file is stored under ``prefix`` (empty folders do not count)."""
+    try:
+        directories, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return bool(files) or any(storage_folder_used(f"{prefix}/{name}") for name in directories)
+
+
+def reserve_results_folder(job: Job) -> str:
+    """The job's results folder, reserved on its row before anything is written there.
+
+    A job keeps the folder it reserved (a retried copy finishes its own unfinished one).
+    A new reservation never takes a folder where anything is stored, nor one another job
+    reserved: those belong to other runs, and nothing stored is ever overwritten.
+    """
+    if job.results_prefix:
+        return job.results_prefix
+    wanted = results_prefix(job)
+    candidate, number = wanted, 1
+    while (
+        storage_folder_used(candidate)
+        or Job.objects.filter(results_prefix=candidate).exclude(pk=job.pk).exists()
+    ):
+        number += 1
+        candidate = f"{wanted}-{number}"
+    Job.objects.filter(pk=job.pk).update(results_prefix=candidate)
+    job.results_prefix = candidate
+    return candidate
 
 
 class _DownloadedFile(File):
@@ -82,9 +118,10 @@ class _DownloadedFile(File):
         return self.file.name
 
 
-def _replace(name: str, handle: BinaryIO) -> None:
-    # FileSystemStorage would pick another name for an existing file: remove it first so
-    # the folder keeps exactly one copy under the expected name.
+def _save_own(name: str, handle: BinaryIO) -> None:
+    # Only ever called inside the job's own reserved folder before its manifest exists: a
+    # file already there is this job's unfinished earlier attempt, replaced here (the
+    # filesystem storage would otherwise pick another name).
     if default_storage.exists(name):
         default_storage.delete(name)
     content = (
@@ -107,11 +144,18 @@ class _Findings:
 def store_results(
     job: Job, sources: Iterable[ResultSource], *, heartbeat: Callable[[], None] = lambda: None
 ) -> None:
-    """Copy every source into the job's results folder, then write the manifest."""
-    prefix = results_prefix(job)
+    """Copy every source into the job's results folder, then write the manifest.
+
+    Never for a stored job (its manifest is final); the caller claims the job first.
+    """
+    if job.state == Job.State.COLLECTED or job.collected_at is not None:
+        raise CollectError("the results are already in storage; they are never copied over")
+    prefix = reserve_results_folder(job)
     manifest_name = f"{prefix}/{MANIFEST}"
     if default_storage.exists(manifest_name):
-        default_storage.delete(manifest_name)  # from here on the folder is an unfinished copy
+        # This job's own attempt, stopped between its manifest and the database: the folder
+        # was reserved for this job alone, and is made again from the start.
+        default_storage.delete(manifest_name)
     findings = _Findings()
     entries = []
     os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
@@ -133,31 +177,38 @@ def store_results(
             temp.seek(0)
             storage_name = f"{prefix}/{source.name}"
             try:
-                _replace(storage_name, temp)
+                _save_own(storage_name, temp)
             finally:
                 if os.path.exists(temp.name):  # not moved: S3, or a failure
                     os.unlink(temp.name)
         entries.append(
             {"name": source.name, "size": hashing.size, "sha256": hashing.digest.hexdigest()}
         )
-        ResultFile.objects.update_or_create(
-            job=job,
-            name=source.name,
-            defaults={
-                "storage_name": storage_name,
-                "size": hashing.size,
-                "sha256": entries[-1]["sha256"],
-            },
-        )
         heartbeat()
-    names = [entry["name"] for entry in entries]
-    ResultFile.objects.filter(job=job).exclude(name__in=names).delete()
     manifest = json.dumps(
-        {"job": job.handle or f"local-{job.pk}", "folder": job.folder, "files": entries}, indent=2
+        {
+            "job": job.handle or f"local-{job.pk}",
+            "folder": job.folder,
+            "seed": job.seed,
+            "files": entries,
+        },
+        indent=2,
     ).encode()
-    _replace(manifest_name, io.BytesIO(manifest))
+    _save_own(manifest_name, io.BytesIO(manifest))
     flag, detail = _flag(findings)
+    # The rows the page serves appear with the manifest, in one transaction.
     with transaction.atomic():
+        ResultFile.objects.filter(job=job).delete()
+        ResultFile.objects.bulk_create(
+            ResultFile(
+                job=job,
+                name=entry["name"],
+                storage_name=f"{prefix}/{entry['name']}",
+                size=entry["size"],
+                sha256=entry["sha256"],
+            )
+            for entry in entries
+        )
         Job.objects.filter(pk=job.pk).update(
             state=Job.State.COLLECTED,
             collected_at=timezone.now(),

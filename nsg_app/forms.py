@@ -4,9 +4,22 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
+from models_app.bpo.package import MAX_SEED
+
 MAX_NODES = 72
 MAX_RUNTIME_HOURS = 48
 MIN_RUNTIME_HOURS = 0.1
+
+
+def seed_field() -> forms.IntegerField:
+    return forms.IntegerField(
+        label="Seed",
+        required=False,
+        min_value=0,
+        max_value=MAX_SEED,
+        help_text="BLUEPYOPT_SEED of the run. Leave it empty for a fresh one; the seed of an "
+        "earlier run repeats that run.",
+    )
 
 
 class NsgLoginForm(forms.Form):
@@ -35,6 +48,7 @@ class NsgSubmitForm(forms.Form):
         initial=0.5,
         help_text="At most 48 hours. Too short a runtime leaves no checkpoint.",
     )
+    seed = seed_field()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -76,6 +90,7 @@ class LocalRunForm(forms.Form):
         initial=1,
         help_text="The run is stopped when it takes longer.",
     )
+    seed = seed_field()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

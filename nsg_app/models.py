@@ -95,7 +95,12 @@ class Job(models.Model):
         related_name="jobs",
     )
     folder = models.CharField(
-        max_length=200, help_text="The results folder's name: the package's run name."
+        max_length=200,
+        help_text="The run's name and results folder: the optimisation's name with the date-time "
+        "the run was created, unique per user.",
+    )
+    seed = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="BLUEPYOPT_SEED of the run (None: not known)."
     )
     tool = models.CharField(max_length=50, blank=True)
     nodes = models.PositiveIntegerField(null=True, blank=True)
@@ -119,6 +124,20 @@ class Job(models.Model):
     progress = models.JSONField(default=dict, blank=True)
     results_prefix = models.CharField(max_length=500, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # The database is the queue: the periodic sweep finds every job in a non-terminal state
+    # and queues its next step again when nothing has reported for a while.
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the task submitting or following it."
+    )
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a task was last queued for its current step."
+    )
+    runner_pid = models.PositiveIntegerField(null=True, blank=True)
+    runner_start_ticks = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The runner's start time (/proc/<pid>/stat), to tell it from a reused pid.",
+    )
     collect_heartbeat_at = models.DateTimeField(null=True, blank=True)
     collected_at = models.DateTimeField(null=True, blank=True)
     flag = models.CharField(max_length=20, choices=Flag.choices, blank=True, default="")
@@ -136,7 +155,14 @@ class Job(models.Model):
                 fields=["backend", "handle"],
                 condition=~models.Q(handle=""),
                 name="unique_handle_per_backend",
-            )
+            ),
+            # One run, one folder: two runs never share their results.
+            models.UniqueConstraint(fields=["owner", "folder"], name="unique_run_folder"),
+            models.UniqueConstraint(
+                fields=["results_prefix"],
+                condition=~models.Q(results_prefix=""),
+                name="unique_results_prefix",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -151,6 +177,7 @@ class Job(models.Model):
 
     @property
     def can_collect(self) -> bool:
+        # On a stored job, "Copy to storage" checks the stored copy and changes nothing.
         return self.state in (self.State.COMPLETED, self.State.COLLECTED)
 
     def collect_blocked_reason(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import transaction
 from django.utils import timezone
 
 from nsg_app.models import Job, JobStageChange
@@ -20,12 +19,10 @@ def stage_record(job: Job, stage: str, *, at: datetime | None = None, message: s
 
 
 def job_finish(job: Job, *, state: str, error: str = "") -> None:
-    """Move a job to a terminal state; a completed one of ours is then copied into storage."""
+    """Move a job to a terminal state. Recording queues nothing: the service that drove the
+    backend queues the copy of a completed job (nsg_app.services.finished_jobs_collect),
+    and the sweep finds any it missed."""
     job.state = state
     if error:
         job.error = error
     job.save(update_fields=["state", "error", "updated_at"])
-    if state == Job.State.COMPLETED and not job.external:
-        from nsg_app.tasks import collect_job
-
-        transaction.on_commit(lambda: collect_job.delay(job.pk))

@@ -16,5 +16,6 @@ urlpatterns = [
     path("<int:pk>/check/", views.job_check, name="check"),
     path("<int:pk>/collect/", views.job_collect, name="collect"),
     path("<int:pk>/cancel/", views.job_cancel, name="cancel"),
+    path("<int:pk>/delete/", views.job_delete, name="delete"),
     path("<int:pk>/files/<str:name>", views.job_file, name="file"),
 ]

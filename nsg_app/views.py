@@ -2,7 +2,6 @@ import json
 
 from django.contrib import messages
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -15,7 +14,8 @@ from nsg_app.backends.nsg import nsg_client, submission_fields
 from nsg_app.forms import VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitForm
 from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.nsg import NsgError, ValidationError
-from nsg_app.tasks import collect_job, poll_account
+from nsg_app.retention import DeleteRefused
+from nsg_app.retention import job_delete as job_delete_service
 from rebuild_site.timezones import shown
 
 
@@ -100,7 +100,7 @@ def jobs_refresh(request):
     if existing is None:
         messages.error(request, "Log in to NSG first.")
         return redirect("nsg_app:account")
-    transaction.on_commit(lambda: poll_account.delay(existing.pk, force=True))
+    services.account_poll_request(existing, force=True)
     messages.info(request, "Asking NSG for your jobs; the list updates by itself.")
     return redirect("nsg_app:jobs")
 
@@ -179,7 +179,7 @@ def job_check(request, pk):
             f"NSG asks not to be polled more often than every {account.poll_interval_seconds:.0f} s: the next check runs in {wait:.0f} s.",
         )
     else:
-        transaction.on_commit(lambda: poll_account.delay(account.pk, force=True))
+        services.account_poll_request(account, force=True)
         messages.info(request, "Checking with NSG; the page updates by itself.")
     return redirect(job)
 
@@ -187,12 +187,11 @@ def job_check(request, pk):
 @require_POST
 def job_collect(request, pk):
     job = _get_job(request, pk)
-    reason = job.collect_blocked_reason()
-    if reason:
-        messages.error(request, f"Cannot copy to storage: {reason}")
-        return redirect(job)
-    transaction.on_commit(lambda: collect_job.delay(job.pk))
-    messages.info(request, "Copying the results to storage.")
+    queued, message = services.job_copy_to_storage(job)
+    if queued or job.state == Job.State.COLLECTED:
+        messages.info(request, message)
+    else:
+        messages.error(request, message)
     return redirect(job)
 
 
@@ -217,6 +216,29 @@ def job_cancel(request, pk):
     return redirect(job)
 
 
+def job_delete(request, pk):
+    """Delete a job with its stored files, after a confirmation page."""
+    job = _get_job(request, pk)
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        try:
+            removed = job_delete_service(job)
+        except DeleteRefused as error:
+            messages.error(request, str(error))
+            return redirect(job)
+        messages.success(request, f"{job.folder} was deleted, with its {removed} stored file(s).")
+        return redirect("nsg_app:jobs")
+    return render(
+        request,
+        "nsg_app/delete.html",
+        {
+            "job": job,
+            "files": job.result_files.all(),
+            "analyses": job.analyses.count(),
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
 @require_GET
 def job_file(request, pk, name):
     job = _get_job(request, pk)
@@ -231,6 +253,12 @@ def job_file(request, pk, name):
 # ----------------------------------------------------------------------------- submit
 
 
+def _seed_asked(request) -> dict:
+    """'Run again with this seed' links here with ?seed=N: the form starts with it."""
+    seed = request.GET.get("seed", "")
+    return {"seed": int(seed)} if seed.isdigit() and len(seed) <= 10 else {}
+
+
 def submit_nsg(request, package_pk):
     """'Run NSG simulation' for a run package."""
     package = get_object_or_404(
@@ -239,7 +267,7 @@ def submit_nsg(request, package_pk):
     if package.owner != request.user:
         raise Http404("Only the package's owner runs it.")
     account = _account(request.user)
-    form = NsgSubmitForm(request.POST or None)
+    form = NsgSubmitForm(request.POST or None, initial=_seed_asked(request))
     refusal = package.optimisation.run_refusal()
     if refusal:
         return _refused(request, "nsg_app/submit.html", form, package, refusal, account=account)
@@ -293,7 +321,7 @@ def submit_local(request, package_pk):
     package = get_object_or_404(
         RunPackage.objects.filter(owner=request.user).select_related("optimisation"), pk=package_pk
     )
-    form = LocalRunForm(request.POST or None)
+    form = LocalRunForm(request.POST or None, initial=_seed_asked(request))
     refusal = package.optimisation.run_refusal()
     if refusal:
         return _refused(request, "nsg_app/submit_local.html", form, package, refusal)

@@ -1,4 +1,7 @@
-"""`make run`: migrate, then run Redis, a Celery worker, Celery beat and the site together.
+"""`make run`: migrate, then run Redis, the Celery workers, Celery beat and the site together.
+
+Two workers: one for the site's short tasks (the default queue), one for local runs
+(the "runs" queue), so that hours-long runs never hold up polling, collection or analyses.
 
 Each part runs in a process group of its own; Ctrl-C (or SIGTERM) stops every group, and
 if any part dies the others are stopped too, so nothing is ever left running.
@@ -128,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2"))
     )
+    parser.add_argument(
+        "--runner-concurrency",
+        type=int,
+        default=int(os.environ.get("RUNNER_CONCURRENCY", "1")),
+        help="local runs at once",
+    )
     args = parser.parse_args(argv)
 
     # The .env's variables reach every part, and this process's own REDIS_URL test.
@@ -165,6 +174,23 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.concurrency),
                 "--hostname",
                 "worker@%h",
+                "--queues",
+                "celery",
+            ),
+            env,
+        )
+        supervisor.start(
+            "runner",
+            _celery(
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(args.runner_concurrency),
+                "--hostname",
+                "runner@%h",
+                "--queues",
+                "runs",
             ),
             env,
         )
@@ -187,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_port(args.host, args.port, timeout=60, process=site)
         _wait_for_worker(env, supervisor.processes["worker"])
         print(
-            f"\nThe site is at http://{args.host}:{args.port}/ (worker and beat running). "
+            f"\nThe site is at http://{args.host}:{args.port}/ (worker, runner and beat running). "
             "Press Ctrl-C to stop everything.\n",
             flush=True,
         )

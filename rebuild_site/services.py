@@ -65,7 +65,11 @@ class PrivateRedis:
 
 
 def start_private_redis(directory: Path, *, port: int | None = None) -> PrivateRedis:
-    """A Redis on a free loopback port, keeping its data in `directory`, until stop()."""
+    """A Redis on a free loopback port, keeping its data in `directory`, until stop().
+
+    The data survives a restart: queued tasks and results are written to an append-only
+    file in `directory` (synced every second), which the next start on it reads back.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     binary = redis_server_binary()
@@ -81,7 +85,9 @@ def start_private_redis(directory: Path, *, port: int | None = None) -> PrivateR
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--protected-mode",
             "yes",
             "--loglevel",

@@ -241,6 +241,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {}
+# Local runs last up to LOCAL_MAX_RUNTIME_HOURS: they have a queue and a worker of their own
+# (`make run` starts it; docker-compose's runner), so that polling, collection, analyses
+# and the health check never wait behind them on the default queue.
+RUNS_QUEUE = "runs"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"nsg_app.run_local_job": {"queue": RUNS_QUEUE}}
 
 # NSG (the Neuroscience Gateway REST API, or the project's emulator).
 NSG_BASE_URL = env_url(
@@ -253,6 +259,9 @@ NSG_MIN_POLL_SECONDS = env_float("NSG_MIN_POLL_SECONDS", 60.0, minimum=0.0)
 NSG_POLL_EVERY_SECONDS = env_float("NSG_POLL_EVERY_SECONDS", 15.0, minimum=0.2)
 # A collection whose worker stopped reporting for this long is started again.
 COLLECT_STALE_SECONDS = env_float("COLLECT_STALE_SECONDS", 300.0, minimum=1.0)
+# The sweep queues a job's, analysis' or save's next step again when it is still not done
+# this long after it was last queued (a lost message, a killed worker, a restart).
+REDRIVE_AFTER_SECONDS = env_float("REDRIVE_AFTER_SECONDS", 300.0, minimum=1.0)
 # BluePyOpt tools offered, with their cores-per-node cap: TOOL=CAP,TOOL=CAP.
 NSG_TOOL_CORE_LIMITS = {}
 for _item in env_list("NSG_TOOL_CORE_LIMITS", ["BLUEPYOPT_EXPANSE=24", "BLUEPYOPT_TG=24"]):
@@ -283,6 +292,9 @@ LOCAL_CORES = env_int("LOCAL_CORES", 0, minimum=0, maximum=1024)
 LOCAL_RUNS_DIR = Path(env_str("LOCAL_RUNS_DIR", str(VAR_DIR / "local-runs"))).resolve()
 # Longest local run allowed, in hours (the form's runtime limit cannot exceed it).
 LOCAL_MAX_RUNTIME_HOURS = env_float("LOCAL_MAX_RUNTIME_HOURS", 48.0, minimum=0.001)
+# Work folders of local runs are removed this many days after their results are stored
+# (0: at the next sweep); keep them longer to look into a run.
+KEEP_WORK_FOLDERS_DAYS = env_float("KEEP_WORK_FOLDERS_DAYS", 0.0, minimum=0.0)
 # Compiled mechanisms, cached by a hash of the .mod files (local runs and analyses).
 MECHANISMS_CACHE_DIR = Path(env_str("MECHANISMS_CACHE_DIR", str(VAR_DIR / "mechanisms"))).resolve()
 # A model whose mechanisms still wait to compile this long after import (its task message
@@ -327,6 +339,9 @@ else:
     raise ImproperlyConfigured(
         f"SANDBOX must be bwrap, off (DEBUG only) or {SANDBOX_OFF_IN_PRODUCTION}; got {_sandbox!r}"
     )
+# An analysis or a save whose worker has not reported for this long (it reports every 5 s)
+# is taken over by the next task the sweep queues.
+ANALYSIS_STALE_SECONDS = env_int("ANALYSIS_STALE_SECONDS", 120, minimum=15)
 
 # Security: strict settings whenever DEBUG is off (`manage.py check --deploy` is clean).
 SESSION_COOKIE_HTTPONLY = True

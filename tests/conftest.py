@@ -60,6 +60,8 @@ def pytest_configure(config):
     os.environ["NSG_MIN_POLL_SECONDS"] = "0"
     os.environ["NSG_POLL_EVERY_SECONDS"] = "1"
     os.environ["COLLECT_STALE_SECONDS"] = "4"
+    os.environ["REDRIVE_AFTER_SECONDS"] = "4"
+    os.environ["ANALYSIS_STALE_SECONDS"] = "15"
     # Load the settings now that the environment is complete; pytest-django then sets up
     # Django in its own pytest_configure, which runs after this one.
     from django.conf import settings
@@ -173,10 +175,22 @@ def worker_database_url(django_db_setup, django_db_blocker) -> str:
 
 
 @pytest.fixture(scope="session")
-def running_worker(worker_database_url):
+def running_worker(worker_database_url, running_runner):
+    """The site's worker (default queue); local runs go to `running_runner`, as under
+    `make run` and docker-compose."""
     worker = start_worker(worker_database_url, "celery-worker")
     yield worker
     stop_process_group(worker)
+
+
+@pytest.fixture(scope="session")
+def running_runner(worker_database_url):
+    """The worker of local runs (settings.RUNS_QUEUE)."""
+    from django.conf import settings
+
+    runner = start_worker(worker_database_url, "celery-runner", queues=settings.RUNS_QUEUE)
+    yield runner
+    stop_process_group(runner)
 
 
 @pytest.fixture

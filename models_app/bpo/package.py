@@ -56,6 +56,9 @@ SMALLEST_USEFUL_MAX_NGEN = 2
 MANIFEST_NAME = "rebuild_manifest.json"
 MANIFEST_VERSION = 1
 CHECKPOINT_ARGUMENT = "./checkpoints/checkpoint.pkl"
+# The variable opt_neuron.py reads its random seed from (HBP models and the demo alike).
+SEED_VARIABLE = "BLUEPYOPT_SEED"
+MAX_SEED = 2**32 - 1  # numpy.random.seed takes 32-bit seeds
 
 PACKAGED_DIRS = (CONFIG_DIR, MODEL_DIR, MORPHOLOGY_DIR, MECHANISMS_DIR)
 EMPTY_RUN_DIRS = (CHECKPOINTS_DIR, FIGURES_DIR)
@@ -129,8 +132,12 @@ def optimisation_arguments(*, offspring_size: int, max_ngen: int) -> list[str]:
     ]
 
 
-def init_script(*, offspring_size: int, max_ngen: int) -> str:
-    """The text of the generated ``init.py`` (also shown in the source-code panel)."""
+def init_script(*, offspring_size: int, max_ngen: int, seed: int | None = None) -> str:
+    """The text of the generated ``init.py`` (also shown in the source-code panel).
+
+    ``seed`` is written into it: a job's copy of the package carries its seed this way,
+    because NSG passes no environment variables to the job.
+    """
     arguments = "\n".join(
         f'    "{argument}",'
         for argument in optimisation_arguments(offspring_size=offspring_size, max_ngen=max_ngen)
@@ -142,13 +149,22 @@ NSG runs it as `python3 {INIT_SCRIPT}` after compiling the mechanisms; a local r
 """
 
 import os
+import random
 import subprocess
 import sys
 
 COMMAND = [
 {arguments}
 ]
+# The optimisation's random seed, read by opt_neuron.py from {SEED_VARIABLE}: the job's own
+# seed when set here, else the environment's, else a fresh one; STDOUT says which.
+SEED = {seed!r}
 
+if SEED is not None:
+    os.environ["{SEED_VARIABLE}"] = str(SEED)
+elif not os.environ.get("{SEED_VARIABLE}"):
+    os.environ["{SEED_VARIABLE}"] = str(random.SystemRandom().randint(1, {MAX_SEED}))
+print("{SEED_VARIABLE}=" + os.environ["{SEED_VARIABLE}"], flush=True)
 os.chdir(os.path.dirname(os.path.abspath(__file__)))
 # Some unzip tools drop empty folders; the optimisation writes into these.
 for folder in ({folders}):
@@ -216,6 +232,51 @@ def build_package(
         warnings=warnings,
         manifest=manifest,
     )
+
+
+def seed_package(source: BinaryIO, out: BinaryIO, *, seed: int) -> bool:
+    """Copy the package zip ``source`` to ``out`` with ``seed`` written into its init.py.
+
+    The job's copy of a package: its init.py is generated again from the run settings of
+    the package's own manifest, with the seed in it, and the manifest records the seed;
+    every other entry is copied as it is, so the copy runs on NSG as the package does.
+    Returns False (and copies the zip unchanged) for a package without a manifest of ours
+    (its init.py is not ours to rewrite). Raises InvalidPackageRequest for a bad seed.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidPackageRequest([f"The seed must be a whole number from 0 to {MAX_SEED}."])
+    with zipfile.ZipFile(source) as archive:
+        infos = archive.infolist()
+        manifests = [
+            info
+            for info in infos
+            if info.filename.count("/") == 1 and info.filename.endswith(f"/{MANIFEST_NAME}")
+        ]
+        manifest = json.loads(archive.read(manifests[0])) if len(manifests) == 1 else None
+        run = manifest.get("run") if isinstance(manifest, dict) else None
+        if not isinstance(run, dict) or not {"offspring_size", "max_ngen"} <= set(run):
+            source.seek(0)
+            _copy_hashing(source, out)
+            return False
+        top = manifests[0].filename.split("/", 1)[0]
+        replaced = {
+            f"{top}/{INIT_SCRIPT}": init_script(
+                offspring_size=int(run["offspring_size"]),
+                max_ngen=int(run["max_ngen"]),
+                seed=seed,
+            ).encode(),
+            manifests[0].filename: (
+                json.dumps({**manifest, "run": {**run, "seed": seed}}, indent=2, sort_keys=True)
+                + "\n"
+            ).encode(),
+        }
+        with zipfile.ZipFile(out, "w") as copy:
+            for info in infos:
+                data = replaced.get(info.filename)
+                if data is None:
+                    data = archive.read(info)
+                copy.writestr(info, data, compresslevel=_COMPRESSION_LEVEL)
+    return True
 
 
 def _checked_settings(run_name: str, offspring_size: object, max_ngen: object) -> tuple[int, int]:

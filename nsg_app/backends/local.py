@@ -15,16 +15,18 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from models_app.bpo.package import SEED_VARIABLE
 from models_app.bpo.untrusted import open_untrusted, read_untrusted_tail
 from nsg_app.collection import ResultSource
+from nsg_app.job_package import write_job_package
 from nsg_app.local import RunStatus, estimate_time_left, read_progress, read_result
+from nsg_app.local.processes import process_running, process_start_ticks
 from nsg_app.models import Job
 from nsg_app.stages import job_finish, stage_record
 
@@ -34,6 +36,14 @@ FOLLOW_EVERY_SECONDS = 1.0
 
 def work_dir(job: Job) -> Path:
     return settings.LOCAL_RUNS_DIR / f"job-{job.pk}"
+
+
+def run_environment(job: Job) -> dict[str, str]:
+    """The runner's environment; the seed also reaches packages whose init.py is not ours."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if job.seed is not None:
+        env[SEED_VARIABLE] = str(job.seed)
+    return env
 
 
 def local_cores(requested: int | None = None) -> int:
@@ -87,17 +97,23 @@ def progress_for_page(path: Path) -> dict | None:
 class LocalBackend:
     name = Job.Backend.LOCAL
 
-    def submit(self, job: Job) -> None:
-        """Run the job to its end (this is the Celery task's whole work for a local job)."""
+    def submit(self, job: Job, *, retry: bool = False) -> None:
+        """Run the job to its end (this is the Celery task's whole work for a local job).
+
+        The runner starts in a session of its own and is recorded by (pid, start time), so
+        that a restarted worker can tell whether it still runs (see ``adopt``).
+        """
+        if process_running(job.runner_pid, job.runner_start_ticks):
+            self.adopt(job)  # an earlier attempt's runner still runs: follow it, never twice
+            return
         folder = work_dir(job)
         if folder.exists():
-            shutil.rmtree(folder)  # a task started again after its worker died starts afresh
+            shutil.rmtree(folder)  # an earlier attempt that never started its runner
         folder.mkdir(parents=True)
-        package = folder / f"{job.folder}.zip"
-        with default_storage.open(job.package.file, "rb") as source, open(package, "wb") as target:
-            shutil.copyfileobj(source, target, 1024 * 1024)
+        package = folder / f"{job.package.run_name}.zip"
+        with open(package, "wb") as target:
+            write_job_package(job, target)
         run = folder / "run"
-        progress_file, cancel_file = folder / "progress.json", folder / "cancel"
         command = [
             sys.executable,
             "-m",
@@ -112,18 +128,12 @@ class LocalBackend:
             "--mechanisms-cache",
             str(settings.MECHANISMS_CACHE_DIR),
             "--progress-file",
-            str(progress_file),
+            str(folder / "progress.json"),
             "--cancel-file",
-            str(cancel_file),
+            str(folder / "cancel"),
             "--sandbox",
             settings.SANDBOX,
         ]
-        job.handle = f"LOCAL-{job.pk}"
-        job.state, job.stage, job.date_submitted = Job.State.ACTIVE, "RUNNING", timezone.now()
-        job.save(update_fields=["handle", "state", "stage", "date_submitted", "updated_at"])
-        stage_record(
-            job, "RUNNING", message=f"Started on this machine with {job.cores_per_node} cores."
-        )
         with open(folder / "runner.log", "wb") as log:
             runner = subprocess.Popen(
                 command,
@@ -131,25 +141,60 @@ class LocalBackend:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=run_environment(job),
             )
-            try:
-                self._follow(job, runner, progress_file, cancel_file)
-            except BaseException:
-                # Whatever stops the following (a bug, the worker shutting down) stops the run:
-                # no simulation is ever left running without a task that watches it.
-                _kill_group(runner)
-                raise
+        now = timezone.now()
+        started = Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).update(
+            handle=f"LOCAL-{job.pk}",
+            state=Job.State.ACTIVE,
+            stage="RUNNING",
+            date_submitted=now,
+            heartbeat_at=now,
+            runner_pid=runner.pid,
+            runner_start_ticks=process_start_ticks(runner.pid),
+        )
+        if not started:  # cancelled while it was being prepared
+            _kill_group(runner)
+            return
+        job.refresh_from_db()
+        stage_record(
+            job,
+            "RUNNING",
+            message=f"Started on this machine with {job.cores_per_node} cores, seed {job.seed}.",
+        )
+        try:
+            self._follow(job, lambda: runner.poll() is None)
+        except Exception:
+            # A bug in the following stops the run: no simulation runs without a watcher.
+            # A worker shutting down leaves it running; the sweep adopts it after a restart.
+            _kill_group(runner)
+            raise
+        runner.wait()
         self._finish(job, run)
 
-    def _follow(
-        self, job: Job, runner: subprocess.Popen, progress_file: Path, cancel_file: Path
-    ) -> None:
-        while runner.poll() is None:
+    def adopt(self, job: Job) -> None:
+        """Follow a run whose task is gone (a killed or restarted worker) to its end.
+
+        A live runner is followed (and cancelled through its cancel file); a finished one's
+        result is read as if its task had seen it end.
+        """
+        pid, ticks = job.runner_pid, job.runner_start_ticks
+        if process_running(pid, ticks):
+            stage_record(job, "RUNNING", message="Followed again after a restart of the worker.")
+            self._follow(job, lambda: process_running(pid, ticks))
+        self._finish(job, work_dir(job) / "run")
+
+    def _follow(self, job: Job, running: Callable[[], bool]) -> None:
+        folder = work_dir(job)
+        progress_file, cancel_file = folder / "progress.json", folder / "cancel"
+        while running():
             time.sleep(FOLLOW_EVERY_SECONDS)
+            now = timezone.now()
+            fields = {"heartbeat_at": now, "updated_at": now}
             progress = progress_for_page(progress_file)
             if progress is not None:
-                Job.objects.filter(pk=job.pk).update(progress=progress, updated_at=timezone.now())
+                fields["progress"] = progress
+            Job.objects.filter(pk=job.pk).update(**fields)
             if Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists():
                 cancel_file.touch()
         final = progress_for_page(progress_file)
@@ -158,6 +203,8 @@ class LocalBackend:
 
     def _finish(self, job: Job, run: Path) -> None:
         job.refresh_from_db()
+        if job.state != Job.State.ACTIVE:
+            return  # finished already (by another follower, or cancelled before it ran)
         result = read_result(run / "result.json")
         if result is None:
             log = read_untrusted_tail(
@@ -215,7 +262,15 @@ class LocalBackend:
 
     def cancel(self, job: Job) -> None:
         Job.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
-        if job.state == Job.State.SUBMITTING:
-            # Not started yet: the task will find it cancelled and do nothing.
+        # Not started yet: it never will be (the start is a conditional update).
+        if Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).update(
+            state=Job.State.CANCELLED, stage="CANCELLED"
+        ):
+            job.refresh_from_db()
             stage_record(job, "CANCELLED", message="Cancelled before it started.")
-            job_finish(job, state=Job.State.CANCELLED)
+            return
+        # Running: the runner stops at its cancel file, whoever follows it (its task, or the
+        # sweep's after a restart) then records the end; the file is written here at once too.
+        folder = work_dir(job)
+        if job.state == Job.State.ACTIVE and folder.is_dir():
+            (folder / "cancel").touch()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from nsg_app.collection import ResultSource
+from nsg_app.job_package import write_job_package
 from nsg_app.models import Job, NsgAccount
 from nsg_app.nsg import (
     CommunicationError,
@@ -31,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 ENTRY_SCRIPT = "init.py"
 MAX_BACKOFF_SECONDS = 3600
+
+# What a poll of an account ended with (the poll task's return value).
+POLLED = "polled"
+POLL_FAILED = "failed"
+NOT_DUE = "not due"
 
 
 # A person waits on calls made from a page: fail fast there. The worker retries a little
@@ -78,46 +85,60 @@ def submission_fields(job: Job) -> dict:
 class NsgBackend:
     name = Job.Backend.NSG
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job, *, retry: bool = False) -> None:
+        """Send the job to NSG. ``retry``: an earlier attempt may have reached NSG before
+        its worker stopped, so NSG's job list is looked at first (never submitted twice)."""
         account = NsgAccount.objects.filter(owner=job.owner).first()
         if account is None:
-            job.state, job.error = Job.State.SUBMIT_FAILED, "No NSG account: log in to NSG first."
-            job.save(update_fields=["state", "error", "updated_at"])
+            _submit_failed(job, "No NSG account: log in to NSG first.")
             return
-        with client_for(account) as client, default_storage.open(job.package.file, "rb") as package:
+        with client_for(account) as client:
+            status = _find_by_client_id(client, client_job_id(job)) if retry else None
+            if status is None:
+                status = self._send(job, client)
+            if status is None:
+                return
+            accepted = Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).update(
+                handle=status.handle, state=Job.State.ACTIVE, heartbeat_at=None
+            )
+            if not accepted:
+                # Cancelled while NSG was accepting it: delete it there too.
+                Job.objects.filter(pk=job.pk).update(handle=status.handle)
+                with contextlib.suppress(NsgError):
+                    client.delete_job(status.handle)
+                return
+        job.refresh_from_db()
+        job_apply_status(job, status)
+
+    def _send(self, job: Job, client: NsgClient) -> JobStatus | None:
+        with tempfile.TemporaryFile() as package:
+            write_job_package(job, package)
+            package.seek(0)
             try:
-                status = client.submit(
-                    job.tool, package, input_filename=f"{job.folder}.zip", **submission_fields(job)
+                return client.submit(
+                    job.tool,
+                    package,
+                    input_filename=f"{job.package.run_name}.zip",
+                    **submission_fields(job),
                 )
             except ValidationError as error:
-                job.state = Job.State.SUBMIT_FAILED
-                job.error = f"NSG refused the job: {error.display_message or error.message}"
-                job.param_errors = dict(error.param_errors)
-                job.save(update_fields=["state", "error", "param_errors", "updated_at"])
-                return
+                Job.objects.filter(pk=job.pk).update(param_errors=dict(error.param_errors))
+                _submit_failed(
+                    job, f"NSG refused the job: {error.display_message or error.message}"
+                )
             except (CommunicationError, ServerError) as error:
                 # The job may exist even though the reply was lost: look before saying no.
                 status = _find_by_client_id(client, client_job_id(job))
-                if status is None:
-                    job.state = Job.State.SUBMIT_FAILED
-                    job.error = f"NSG could not be reached ({error.display_message or error}); submit again later."
-                    job.save(update_fields=["state", "error", "updated_at"])
-                    return
+                if status is not None:
+                    return status
+                _submit_failed(
+                    job,
+                    f"NSG could not be reached ({error.display_message or error}); "
+                    "submit again later.",
+                )
             except NsgError as error:
-                job.state = Job.State.SUBMIT_FAILED
-                job.error = f"NSG refused the job: {error.display_message or error}"
-                job.save(update_fields=["state", "error", "updated_at"])
-                return
-            # Conditional: the user may have cancelled while the upload ran. Then the
-            # job NSG just created is deleted there rather than left running unseen.
-            started = Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).update(
-                handle=status.handle, state=Job.State.ACTIVE, updated_at=timezone.now()
-            )
-            if not started:
-                _delete_quietly(client, status)
-                return
-        job.handle, job.state = status.handle, Job.State.ACTIVE
-        job_apply_status(job, status)
+                _submit_failed(job, f"NSG refused the job: {error.display_message or error}")
+        return None
 
     def refresh(self, job: Job) -> None:
         account = NsgAccount.objects.get(owner=job.owner)
@@ -140,50 +161,34 @@ class NsgBackend:
             client.close()
 
     def cancel(self, job: Job) -> None:
-        account = NsgAccount.objects.filter(owner=job.owner).first()
+        Job.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
         if not job.handle:
-            self._cancel_submission(job, account)
-            return
-        if account is None:
-            raise NsgError(
-                "No NSG account is stored for the job's owner.",
-                display_message="no NSG credentials are stored for this job's owner; "
-                "log in to NSG again to cancel it there",
+            # Not accepted by NSG yet: it is never sent now, and a submission already on
+            # its way deletes what NSG accepted (see submit).
+            Job.objects.filter(pk=job.pk, state__in=Job.ACTIVE_STATES).update(
+                state=Job.State.CANCELLED, stage="CANCELLED"
             )
+            stage_record(job, "CANCELLED", message="Cancelled before NSG accepted it.")
+            job.refresh_from_db()
+            return
+        account = NsgAccount.objects.filter(owner=job.owner).first()
+        if account is None:
+            raise NsgError("No NSG credentials are stored: log in to NSG again to cancel it there.")
         with client_for(account) as client:
             try:
                 client.delete_job(job.handle)
             except NotFound:
                 pass  # already gone at NSG: nothing left to stop
         stage_record(job, "CANCELLED", message="Cancelled and deleted at NSG by the user.")
-        job.state = Job.State.CANCELLED if job.is_active else job.state
-        job.save(update_fields=["state", "updated_at"])
-
-    def _cancel_submission(self, job: Job, account: NsgAccount | None) -> None:
-        """Cancel a job NSG has given no handle yet (still submitting, or stuck there)."""
-        cancelled = Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).update(
-            state=Job.State.CANCELLED, cancel_requested_at=timezone.now(), updated_at=timezone.now()
-        )
-        if not cancelled:
-            job.refresh_from_db()
-            if job.handle:  # NSG accepted it in the meantime: cancel it there
-                self.cancel(job)
-            return
-        stage_record(job, "CANCELLED", message="Cancelled before NSG accepted it.")
-        # A submission whose reply was lost may still have created the job at NSG.
-        if account is not None:
-            with client_for(account) as client:
-                found = _find_by_client_id(client, client_job_id(job))
-                if found is not None:
-                    _delete_quietly(client, found)
+        Job.objects.filter(pk=job.pk, state__in=Job.ACTIVE_STATES).update(state=Job.State.CANCELLED)
         job.refresh_from_db()
 
 
-def _delete_quietly(client: NsgClient, status: JobStatus) -> None:
-    try:
-        client.delete_job(status)
-    except NsgError as error:
-        logger.warning("could not delete cancelled job %s at NSG: %s", status.handle, error)
+def _submit_failed(job: Job, reason: str) -> None:
+    Job.objects.filter(pk=job.pk, state=Job.State.SUBMITTING).update(
+        state=Job.State.SUBMIT_FAILED, error=reason, heartbeat_at=None
+    )
+    job.refresh_from_db()
 
 
 def _find_by_client_id(client: NsgClient, wanted: str) -> JobStatus | None:
@@ -261,7 +266,7 @@ def account_poll(account_id: int, *, force: bool = False) -> str:
         .update(next_poll_at=now + timedelta(seconds=MAX_BACKOFF_SECONDS), last_polled_at=now)
     )
     if not claimed:
-        return "not due"
+        return NOT_DUE
     account = NsgAccount.objects.get(pk=account_id)
     try:
         with client_for(account) as client:
@@ -278,7 +283,7 @@ def account_poll(account_id: int, *, force: bool = False) -> str:
             type(error).__name__,
             wait,
         )
-        return "failed"
+        return POLL_FAILED
     server_interval = max(
         (s.min_poll_interval_seconds for s in statuses), default=account.poll_interval_seconds
     )
@@ -290,7 +295,7 @@ def account_poll(account_id: int, *, force: bool = False) -> str:
         update_fields=["poll_interval_seconds", "poll_failures", "last_error", "next_poll_at"]
     )
     statuses_apply(account, statuses)
-    return "polled"
+    return POLLED
 
 
 def _poll_interval(account_id: int) -> timedelta:
@@ -340,21 +345,28 @@ def _job_for_unknown_handle(account: NsgAccount, status: JobStatus) -> Job:
             pk=int(client_id.removeprefix("rebuild-")), owner=account.owner, handle=""
         ).first()
         if job is not None:
-            job.handle, job.state = status.handle, Job.State.ACTIVE
+            job.handle = status.handle
+            if job.state in (Job.State.SUBMITTING, Job.State.SUBMIT_FAILED):
+                job.state = Job.State.ACTIVE  # a cancelled one stays cancelled
             job.save(update_fields=["handle", "state", "updated_at"])
             return job
     return _external_job(account, status)
 
 
 def _external_job(account: NsgAccount, status: JobStatus) -> Job:
-    folder = status.metadata.get("clientJobName") or status.handle
+    wanted = _safe_folder(status.metadata.get("clientJobName") or status.handle)
+    # Each run has a folder of its own: a name already used by another job gets a number.
+    folder, number = wanted, 1
+    while Job.objects.filter(owner=account.owner, folder=folder).exists():
+        number += 1
+        folder = f"{wanted}-{number}"
     terminal_state = Job.State.FAILED if status.failed else Job.State.COMPLETED
     return Job.objects.create(
         owner=account.owner,
         backend=Job.Backend.NSG,
         handle=status.handle,
         external=True,
-        folder=_safe_folder(folder),
+        folder=folder,
         stage=status.stage,
         state=terminal_state if status.terminal else Job.State.ACTIVE,
         date_submitted=status.date_submitted,

@@ -40,6 +40,7 @@ def test_an_nsg_result_is_analysed_by_the_worker_while_the_page_follows(
         return not state["active"]
 
     analysis = wait_for(analysis, finished, what="the worker's analysis")
+    analysis.refresh_from_db()  # it may have ended between the row's reading and the page's
     assert analysis.status == "done", (analysis.error_kind, analysis.error_message)
     assert seen & {"queued", "unpacking", "compiling", "loading", "simulating", "done"}
     assert analysis.folder == RUN_NAME

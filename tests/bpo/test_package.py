@@ -16,6 +16,7 @@ from models_app.bpo.package import (
     init_script,
     max_ngen_warning,
     run_settings_errors,
+    seed_package,
 )
 from models_app.bpo.parameters import apply_bounds
 
@@ -222,6 +223,74 @@ def test_init_script_runs_the_optimisation_from_its_folder_and_forwards_the_exit
     assert (folder / "arguments.txt").read_text() == (
         "--max_ngen=3 --offspring_size=7 --start --checkpoint ./checkpoints/checkpoint.pkl"
     )
+
+
+_SEED_PROBE = "import os\nopen('seed.txt', 'w').write(os.environ['BLUEPYOPT_SEED'])\n"
+
+
+def _seed_seen(tmp_path, init: str, env: dict) -> str:
+    folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    (folder / "init.py").write_text(init)
+    (folder / "opt_neuron.py").write_text(_SEED_PROBE)
+    completed = subprocess.run(
+        [sys.executable, "init.py"], cwd=folder, env=env, capture_output=True, text=True
+    )
+    assert completed.returncode == 0, completed.stderr
+    seed = (folder / "seed.txt").read_text()
+    assert f"BLUEPYOPT_SEED={seed}" in completed.stdout  # STDOUT says which seed ran
+    return seed
+
+
+def test_a_package_run_twice_draws_a_fresh_seed_unless_the_environment_names_one(tmp_path):
+    init = init_script(offspring_size=2, max_ngen=2)
+    env = {k: v for k, v in os.environ.items() if k != "BLUEPYOPT_SEED"}
+
+    first, second = _seed_seen(tmp_path, init, env), _seed_seen(tmp_path, init, env)
+    chosen = _seed_seen(tmp_path, init, {**env, "BLUEPYOPT_SEED": "77"})
+
+    assert first != second and first.isdigit() and second.isdigit()
+    assert chosen == "77"
+
+
+def test_a_seeded_copy_runs_with_its_seed_and_changes_nothing_else(optimisation_dir, tmp_path):
+    data, _ = build(optimisation_dir, offspring_size=6, max_ngen=3)
+    seeded = io.BytesIO()
+
+    assert seed_package(io.BytesIO(data), seeded, seed=4242) is True
+
+    copy = seeded.getvalue()
+    assert entries(copy) == entries(data)
+    for name in entries(data):
+        if not name.endswith(("/", "/init.py", "/rebuild_manifest.json")):
+            assert read(copy, name.removeprefix(f"{RUN}/")) == read(
+                data, name.removeprefix(f"{RUN}/")
+            )
+    init = read(copy, "init.py").decode()
+    assert init == init_script(offspring_size=6, max_ngen=3, seed=4242)
+    manifest = json.loads(read(copy, "rebuild_manifest.json"))
+    assert manifest["run"]["seed"] == 4242 and manifest["run"]["max_ngen"] == 3
+    # NSG passes no environment: the seed in init.py wins over any the job's machine has.
+    env = {**os.environ, "BLUEPYOPT_SEED": "1"}
+    assert _seed_seen(tmp_path, init, env) == "4242"
+
+
+def test_a_package_not_built_here_is_copied_unchanged(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("job/init.py", "print('mine')\n")
+    copy = io.BytesIO()
+
+    assert seed_package(io.BytesIO(buffer.getvalue()), copy, seed=5) is False
+    assert copy.getvalue() == buffer.getvalue()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, "12", True])
+def test_a_bad_seed_is_refused(optimisation_dir, seed):
+    data, _ = build(optimisation_dir)
+
+    with pytest.raises(InvalidPackageRequest, match="seed must be a whole number"):
+        seed_package(io.BytesIO(data), io.BytesIO(), seed=seed)
 
 
 def test_packaged_init_script_carries_the_run_settings(optimisation_dir):

@@ -43,7 +43,7 @@ def test_run_here_to_a_checkpoint_in_storage_with_progress_matching_the_logbook(
     wait_for(
         job, lambda j: j.state == Job.State.COLLECTED, timeout=180, what="the local run in storage"
     )
-    assert job.results_prefix == f"BluePyOptOne/resultsLocal/alice/{package.run_name}"
+    assert job.results_prefix == f"BluePyOptOne/resultsLocal/alice/{job.folder}"
     _, files = default_storage.listdir(job.results_prefix)
     assert sorted(files) == ["STDERR", "STDOUT", "manifest.json", "output.tar.gz"]
     assert job.flag == ""
@@ -167,3 +167,27 @@ def test_run_here_form_refuses_bad_settings(client, alice, demo_package):
     assert response.status_code == 400
     assert response.content.decode().count("invalid-feedback") == 2
     assert not Job.objects.exists()
+
+
+def test_two_long_local_runs_leave_the_site_worker_free(
+    client, staff, alice, script_package, running_worker
+):
+    package = script_package(alice, "import time\ntime.sleep(300)\n")
+    runs = [
+        job_create_local(owner=alice, package=package, cores_per_node=1, runtime_hours=1)
+        for _ in range(2)
+    ]
+    for job in runs:
+        wait_for(job, lambda j: j.state == Job.State.ACTIVE, what="both runs to start")
+    client.force_login(staff)
+
+    try:
+        page = client.get("/health/")
+        assert page.status_code == 200
+        assert "database and storage reachable from the worker" in page.content.decode()
+    finally:
+        client.force_login(alice)
+        for job in runs:
+            client.post(f"/jobs/{job.pk}/cancel/")
+        for job in runs:
+            wait_for(job, lambda j: j.state == Job.State.CANCELLED, timeout=30, what="the cancel")

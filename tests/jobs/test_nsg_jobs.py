@@ -8,8 +8,9 @@ import pytest
 from django.core.files.storage import default_storage
 
 from nsg_app.backends.nsg import account_poll
+from nsg_app.collection import storage_folder_used
 from nsg_app.models import Job, NsgAccount, ResultFile
-from nsg_app.services import job_collect
+from nsg_app.services import account_poll_run, job_collect
 from tests.jobs.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -29,10 +30,11 @@ def test_from_package_to_stored_results_with_worker_and_beat(
     package = demo_package(alice)
     client.force_login(alice)
 
-    response = _submit(client, package)
+    response = _submit(client, package, seed="4242")
 
     job = Job.objects.get(owner=alice)
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    assert job.seed == 4242
     wait_for(job, lambda j: j.handle, what="NSG to accept the job")
     assert job.handle.startswith("NGBW-JOB-BLUEPYOPT_EXPANSE-")
     assert job.handle in client.get(f"/jobs/{job.pk}/").content.decode()
@@ -51,17 +53,21 @@ def test_from_package_to_stored_results_with_worker_and_beat(
     ):
         assert stage in stages
     assert job.flag == ""
-    prefix = f"BluePyOptOne/resultsNSG/alice/{package.run_name}"
+    prefix = f"BluePyOptOne/resultsNSG/alice/{job.folder}"
     assert job.results_prefix == prefix
     _, files = default_storage.listdir(prefix)
     assert sorted(files) == ["STDERR", "STDOUT", "manifest.json", "output.tar.gz"]
     manifest = json.loads(default_storage.open(f"{prefix}/manifest.json").read())
+    assert manifest["seed"] == 4242
     for entry in manifest["files"]:
         content = default_storage.open(f"{prefix}/{entry['name']}", "rb").read()
         assert len(content) == entry["size"]
         import hashlib
 
         assert hashlib.sha256(content).hexdigest() == entry["sha256"]
+    # The seed travelled inside the zip: NSG passes no environment to the job.
+    stdout = default_storage.open(f"{prefix}/STDOUT", "rb").read().decode()
+    assert "BLUEPYOPT_SEED=4242" in stdout
     with tarfile.open(
         fileobj=io.BytesIO(default_storage.open(f"{prefix}/output.tar.gz", "rb").read())
     ) as archive:
@@ -121,13 +127,27 @@ def _submitted_elsewhere(emulator, owner, package):
     return status, _active_job(owner, package, status.handle)
 
 
+def _eventually(find, *, tick, timeout: float = 30):
+    """What ``find`` returns once it returns something, running ``tick`` before each try."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        tick()
+        found = find()
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, "nothing found in time"
+        time.sleep(0.2)
+
+
 def _active_job(alice, package, handle_from):
     """A job of ours that NSG knows and that has not finished (created by a direct submit)."""
     return Job.objects.create(
         owner=alice,
         backend="nsg",
         package=package,
-        folder=package.run_name,
+        folder=f"{package.run_name}-{handle_from[-8:]}",
         tool="BLUEPYOPT_EXPANSE",
         nodes=1,
         cores_per_node=2,
@@ -166,7 +186,7 @@ def test_poll_errors_back_off_and_lose_nothing(
     wait_for(
         job,
         lambda j: j.state in (Job.State.COMPLETED, Job.State.COLLECTED),
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=120,
     )
     account.refresh_from_db()
@@ -212,17 +232,19 @@ def test_jobs_submitted_elsewhere_appear_in_the_job_manager(
         )
     client.force_login(alice)
 
-    client.post("/jobs/refresh/")
-    account_poll(account.pk, force=True)
+    client.post("/jobs/refresh/")  # a worker may poll first: either poll adds the job
 
-    job = Job.objects.get(handle=elsewhere.handle)
+    job = _eventually(
+        lambda: Job.objects.filter(handle=elsewhere.handle).first(),
+        tick=lambda: account_poll(account.pk, force=True),
+    )
     assert job.external and job.owner == alice and job.folder == "my_other_run"
     assert elsewhere.handle in client.get("/jobs/").content.decode()
     client.force_login(bob)
     assert elsewhere.handle not in client.get("/jobs/").content.decode()
 
 
-def test_collecting_twice_leaves_one_complete_copy(
+def test_collecting_a_stored_job_again_changes_nothing(
     alice, nsg_account, demo_package, emulator, running_worker
 ):
     account = nsg_account(alice)
@@ -232,16 +254,18 @@ def test_collecting_twice_leaves_one_complete_copy(
     wait_for(
         job,
         lambda j: j.state == Job.State.COLLECTED,
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=120,
     )
 
     first = {f.name: f.sha256 for f in ResultFile.objects.filter(job=job)}
-    assert job_collect(job.pk) == "collected"
+    assert job_collect(job.pk) == "not claimed"
 
     second = {f.name: f.sha256 for f in ResultFile.objects.filter(job=job)}
     assert first == second
-    _, files = default_storage.listdir(f"BluePyOptOne/resultsNSG/alice/{package.run_name}")
+    job.refresh_from_db()
+    assert job.state == Job.State.COLLECTED
+    _, files = default_storage.listdir(job.results_prefix)
     assert sorted(files) == ["STDERR", "STDOUT", "manifest.json", "output.tar.gz"]
 
 
@@ -269,7 +293,7 @@ def test_a_collection_claimed_by_a_live_worker_is_not_started_twice(alice, demo_
     ],
 )
 def test_completed_jobs_without_a_result_are_flagged_with_the_reason(
-    script, flag, words, alice, nsg_account, script_package, emulator
+    script, flag, words, alice, nsg_account, script_package, emulator, running_worker
 ):
     account = nsg_account(alice)
     package = script_package(alice, script)
@@ -278,7 +302,7 @@ def test_completed_jobs_without_a_result_are_flagged_with_the_reason(
     wait_for(
         job,
         lambda j: j.state == Job.State.COLLECTED,
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=60,
     )
 
@@ -287,7 +311,7 @@ def test_completed_jobs_without_a_result_are_flagged_with_the_reason(
 
 
 def test_walltime_exceeded_is_flagged_as_runtime_too_short(
-    alice, nsg_account, script_package, emulator
+    alice, nsg_account, script_package, emulator, running_worker
 ):
     account = nsg_account(alice)
     package = script_package(alice, "import time\ntime.sleep(60)\n")
@@ -297,7 +321,7 @@ def test_walltime_exceeded_is_flagged_as_runtime_too_short(
     wait_for(
         job,
         lambda j: j.state == Job.State.COLLECTED,
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=60,
     )
 
@@ -409,7 +433,7 @@ def test_a_worker_killed_while_copying_is_replaced_and_the_copy_ends_complete(
     wait_for(
         job,
         lambda j: j.state == Job.State.COMPLETED,
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=60,
     )
     emulator.add_fault("alice", "slow", delay="1.5")  # every NSG reply now takes 1.5 s
@@ -418,17 +442,19 @@ def test_a_worker_killed_while_copying_is_replaced_and_the_copy_ends_complete(
     collect_job.apply_async((job.pk,), queue="kill-test")
     wait_for(
         job,
-        lambda j: j.state == Job.State.COLLECTING and j.result_files.exists(),
+        lambda j: j.state == Job.State.COLLECTING and storage_folder_used(j.results_prefix or "-"),
         timeout=60,
         what="a half-done copy",
     )
+    assert not job.result_files.exists()  # the page lists files only once the copy is whole
     stop_process_group(doomed, kill=True)
 
     job.refresh_from_db()
     assert job.state == Job.State.COLLECTING  # the dead worker's claim remains ...
     emulator.clear_faults()
     time.sleep(4.5)  # ... until its heartbeat is older than COLLECT_STALE_SECONDS (4 s here)
-    assert poll_active_jobs() == {"accounts": 0, "restarted_collections": 1}
+    swept = poll_active_jobs()
+    assert swept["accounts"] == 0 and swept["restarted_collections"] == 1
     wait_for(job, lambda j: j.state == Job.State.COLLECTED, timeout=90, what="the restarted copy")
 
     prefix = job.results_prefix
