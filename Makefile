@@ -1,4 +1,4 @@
-# The README's two commands: `make run` and `make test` (plus `make bench`).
+# The README's two commands: `make run` and `make test` (plus `make test-real`, `make bench`).
 # Each installs what is missing first: a virtual environment in .venv with the project.
 
 PYTHON ?= python3
@@ -6,8 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
+# The real-model tier's folder of HBP optimisation folders (relative to the project root).
+MODELS ?= ../shared/reference/models
 
-.PHONY: run test lint bench install clean
+.PHONY: run test test-real lint bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +49,11 @@ test: $(STAMP) lint
 	else \
 		echo "TEST_POSTGRES_URL is not set: the PostgreSQL pass is left to .ci/run."; \
 	fi
+
+# The real-model tier: every test in tests/real/, once per model folder in MODELS. It fails
+# (never skips) when MODELS is missing or empty.
+test-real: $(STAMP)
+	REAL_MODELS="$(MODELS)" $(PY) -m pytest tests/real
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -10,12 +10,20 @@ from nsg_app.models import Job, JobStageChange
 
 
 def stage_record(job: Job, stage: str, *, at: datetime | None = None, message: str = "") -> bool:
-    """Store a stage change unless the same (stage, time, message) is already stored."""
+    """Store a stage change unless the same (stage, time, message) is already stored.
+
+    The submission's task and a poll can both report a new job's first stages at once.
+    The job's row is locked while looking (PostgreSQL; SQLite has no row locks), and a
+    change stored twice by such a race is never an error (get_or_create would raise).
+    """
     at = at or timezone.now()
-    _, created = JobStageChange.objects.get_or_create(
-        job=job, stage=stage, at=at, message=message[:2000]
-    )
-    return created
+    message = message[:2000]
+    with transaction.atomic():
+        list(Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True))
+        if JobStageChange.objects.filter(job=job, stage=stage, at=at, message=message).exists():
+            return False
+        JobStageChange.objects.create(job=job, stage=stage, at=at, message=message)
+    return True
 
 
 def job_finish(job: Job, *, state: str, error: str = "") -> None:

@@ -486,3 +486,31 @@ def test_the_job_list_page_and_its_status_agree_on_what_is_shown(client, alice, 
 
     shown = json.loads(html.unescape(signature))
     assert shown == [[j["id"], j["state"], j["flag_code"]] for j in status["jobs"]]
+
+
+def test_a_stage_stored_twice_by_a_race_does_not_stop_the_polls(
+    alice, nsg_account, script_package, emulator
+):
+    """The submission's task and a poll can store a new job's first stage at the same
+    moment, twice; the polls must go on following the job (get_or_create raised there)."""
+    from nsg_app.models import JobStageChange
+
+    account = nsg_account(alice)
+    package = script_package(alice, "print('done')\n")
+    status, job = _submitted_elsewhere(emulator, alice, package)
+    first = status.messages[0]
+    assert first.timestamp is not None
+    for _ in range(2):
+        JobStageChange.objects.create(
+            job=job, stage=first.stage, at=first.timestamp, message=first.text
+        )
+
+    wait_for(
+        job,
+        lambda j: j.state in (Job.State.COMPLETED, Job.State.COLLECTED),
+        tick=lambda: account_poll(account.pk),
+        timeout=60,
+    )
+
+    assert job.stages.filter(stage=first.stage, message=first.text).count() == 2
+    assert "COMPLETED" in job.stages.values_list("stage", flat=True)

@@ -1,17 +1,13 @@
-"""Import checks what a run needs, on the real HBP model W_20230711100058.
+"""Import checks what a run needs, on every real HBP model of the tier's MODELS folder.
 
-The reference folder passes every check; a copy missing 10 of its 12 .mod files (as a
+Each model folder passes every check; a copy missing all but 2 of its .mod files (as a
 real catalogue download once did) is refused by the upload page and by
 `manage.py import_model` with the mechanisms it lacks, and nothing is stored.
-
-The models folder comes from the MODELS environment variable (REAL_MODELS, as
-`make test-real` passes it, is read too), default ../shared/reference/models beside the
-project. A missing folder fails these tests: they are never skipped.
 """
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
 from pathlib import Path
 
@@ -25,50 +21,40 @@ from models_app.bpo.optimisation import validate_optimisation
 from models_app.models import Optimisation
 from tests.catalogue.conftest import zip_folder
 
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = "W_20230711100058"
-# The two .mod files the incomplete copy keeps: they define cacum and cagk.
-KEPT_MOD_FILES = {"cacumm.mod", "cagk.mod"}
-# parameters.json's "mechanisms", in its order: all [pas kdr nax], axonal [kmb kap],
-# somatic [kmb kap hd can cal cat kca cagk cacum], alldend [kad hd can cal cat kca cagk
-# cacum]; pas is built into NEURON.
-MISSING_MECHANISMS = (
-    "parameters.json uses mechanisms that no .mod file defines: kdr, nax, kmb, kap, hd, can, "
-    "cal, cat, kca, kad (in all, axonal, somatic, alldend)"
-)
+KEPT_MOD_FILES = 2
+_DEFINES = re.compile(r"^\s*(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+(\w+)", re.MULTILINE)
 
 pytestmark = pytest.mark.slow
 
 
-def _models_dir() -> Path:
-    named = os.environ.get("MODELS") or os.environ.get("REAL_MODELS")
-    path = Path(named).expanduser() if named else ROOT.parent / "shared" / "reference" / "models"
-    return path if path.is_absolute() else (ROOT / path).resolve()
-
-
-@pytest.fixture(scope="module")
-def reference() -> Path:
-    folder = _models_dir() / REFERENCE
-    if not (folder / "config" / "parameters.json").is_file():
-        pytest.fail(
-            f"The real model {REFERENCE} is not in {_models_dir()}; set MODELS to the folder "
-            "of HBP optimisation folders."
-        )
-    return folder
-
-
 @pytest.fixture
-def incomplete_copy(reference, tmp_path) -> Path:
-    copy = tmp_path / REFERENCE
-    shutil.copytree(reference, copy)
+def incomplete_copy(real_model, tmp_path) -> tuple[Path, str]:
+    """A copy without all but 2 .mod files, and the message its import must give: the
+    mechanisms parameters.json names that the removed files defined, in the order first met,
+    with the section lists naming them."""
+    copy = tmp_path / real_model.name
+    shutil.copytree(real_model.folder, copy, ignore=shutil.ignore_patterns("x86_64"))
     copy.chmod(0o755)
     for path in copy.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)  # the reference is read-only
-    removed = [mod for mod in (copy / "mechanisms").glob("*.mod") if mod.name not in KEPT_MOD_FILES]
-    for mod in removed:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # the models folder may be read-only
+    removed: set[str] = set()
+    for mod in sorted((copy / "mechanisms").glob("*.mod"))[KEPT_MOD_FILES:]:
+        removed.update(_DEFINES.findall(mod.read_text(errors="replace")))
         mod.unlink()
-    assert len(removed) == 10
-    return copy
+    names: dict[str, None] = {}
+    sections: dict[str, None] = {}
+    mechanisms = real_model.configs["parameters"][real_model.key]["mechanisms"]
+    for section, section_names in mechanisms.items():
+        for name in section_names:
+            if name in removed:
+                names[name] = None
+                sections[section] = None
+    assert names, "the removed .mod files define nothing the model uses"
+    message = (
+        f"parameters.json uses mechanisms that no .mod file defines: {', '.join(names)} "
+        f"(in {', '.join(sections)})"
+    )
+    return copy, message
 
 
 def _stored() -> list[str]:
@@ -78,14 +64,15 @@ def _stored() -> list[str]:
     return sorted(folders + files)
 
 
-def test_the_reference_model_passes_every_check(reference):
-    assert validate_optimisation(reference, with_neuron=True) == []
+def test_the_real_model_passes_every_check(real_model):
+    assert validate_optimisation(real_model.folder, with_neuron=True) == []
 
 
 @pytest.mark.django_db
 def test_the_incomplete_copy_is_refused_by_the_upload_page_and_nothing_is_stored(
     incomplete_copy, client, alice
 ):
+    folder, message = incomplete_copy
     client.force_login(alice)
     stored_before = _stored()
 
@@ -93,25 +80,26 @@ def test_the_incomplete_copy_is_refused_by_the_upload_page_and_nothing_is_stored
         "/catalogue/upload/",
         {
             "archive": SimpleUploadedFile(
-                f"{REFERENCE}.zip", zip_folder(incomplete_copy, top=REFERENCE), "application/zip"
+                f"{folder.name}.zip", zip_folder(folder, top=folder.name), "application/zip"
             )
         },
     )
 
     assert response.status_code == 400
     errors = response.content.decode().split('id="upload-errors"', 1)[1].split("</div>", 1)[0]
-    assert MISSING_MECHANISMS in errors
+    assert message in errors
     assert not Optimisation.objects.exists()
     assert _stored() == stored_before
 
 
 @pytest.mark.django_db
 def test_the_incomplete_copy_is_refused_by_import_model_and_nothing_is_stored(incomplete_copy):
+    folder, message = incomplete_copy
     stored_before = _stored()
 
     with pytest.raises(CommandError) as caught:
-        call_command("import_model", str(incomplete_copy))
+        call_command("import_model", str(folder))
 
-    assert str(caught.value) == (f"The optimisation was not imported:\n- {MISSING_MECHANISMS}")
+    assert str(caught.value) == f"The optimisation was not imported:\n- {message}"
     assert not Optimisation.objects.exists()
     assert _stored() == stored_before
