@@ -83,7 +83,9 @@ ERROR_FILE = "error.json"
 LARGE_RELATIVE_DIFFERENCE = 0.05
 LARGE_ABSOLUTE_DIFFERENCE = 1.0
 # The project packages the simulation process imports (read-only in the sandbox).
-SIMULATION_PACKAGES = ("analysis_app.engine", "models_app.bpo")
+# nsg_app.local.inject: the wording of a failed protocol, shared with local runs (its file
+# only is loaded, see simulation._protocol_failures).
+SIMULATION_PACKAGES = ("analysis_app.engine", "models_app.bpo", "nsg_app.local.inject")
 # How often the progress the simulation writes in the sandbox is copied out.
 RELAY_SECONDS = 0.25
 _LOG_TAIL = 20_000

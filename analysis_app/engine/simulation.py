@@ -370,10 +370,12 @@ def _run_task(task: tuple[int, str], sending: Any) -> None:
         )
         outcome = ("done", task_responses, elapsed, scored)
     except BaseException as error:  # reported to the simulation process
-        # Imported on failure only: the package around it costs this process a second.
-        from nsg_app.local.inject.protocol_failures import error_chain, protocol_failure_message
-
-        outcome = ("failed", protocol_failure_message(name, error_chain(error)), _traceback(error))
+        wording = _protocol_failures()
+        outcome = (
+            "failed",
+            wording.protocol_failure_message(name, wording.error_chain(error)),
+            _traceback(error),
+        )
     try:
         sending.send(outcome)
     except Exception as error:  # e.g. responses that cannot be pickled
@@ -780,6 +782,21 @@ def _exit_with_parent() -> None:
                 os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _protocol_failures():
+    """The wording of a failed protocol, shared with local runs, where it is a top-level
+    module of nsg_app/local/inject (standard library only). Loaded from its file, on failure
+    only: importing it through the nsg_app package would import the local runner with it,
+    which this process (in the sandbox: only its own packages are there) neither has nor
+    needs."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "nsg_app/local/inject/protocol_failures.py"
+    spec = importlib.util.spec_from_file_location("protocol_failures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

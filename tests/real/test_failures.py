@@ -28,7 +28,7 @@ def partial_model(real_model, tmp_path) -> tuple[Path, set[str]]:
     copy = tmp_path / real_model.name
     shutil.copytree(original, copy, ignore=shutil.ignore_patterns("x86_64", "__pycache__"))
     removed = set()
-    for mod in sorted((copy / "mechanisms").glob("*.mod"))[KEPT_MOD_FILES:]:
+    for mod in sorted((copy / "mechanisms").glob("*.mod"))[:-KEPT_MOD_FILES]:
         removed.update(_SUFFIX.findall(mod.read_text(errors="replace")))
         mod.unlink()
     assert len(list((copy / "mechanisms").glob("*.mod"))) == KEPT_MOD_FILES
