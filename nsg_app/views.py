@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
+from models_app.bpo.package import MAX_SEED
 from models_app.models import RunPackage
 from nsg_app import services
 from nsg_app.backends.nsg import nsg_client, submission_fields
@@ -16,6 +17,7 @@ from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.nsg import NsgError, ValidationError
 from nsg_app.retention import DeleteRefused
 from nsg_app.retention import job_delete as job_delete_service
+from rebuild_site.query import query_int
 from rebuild_site.timezones import shown
 
 
@@ -255,8 +257,8 @@ def job_file(request, pk, name):
 
 def _seed_asked(request) -> dict:
     """'Run again with this seed' links here with ?seed=N: the form starts with it."""
-    seed = request.GET.get("seed", "")
-    return {"seed": int(seed)} if seed.isdigit() and len(seed) <= 10 else {}
+    seed = query_int(request.GET.get("seed"), maximum=MAX_SEED)
+    return {} if seed is None else {"seed": seed}
 
 
 def submit_nsg(request, package_pk):

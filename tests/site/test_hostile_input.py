@@ -86,10 +86,12 @@ ENDPOINTS = {
     "nsg_app:account": Endpoint(("GET", "POST"), ("username", "password")),
     "nsg_app:account_forget": Endpoint(("POST",)),
     "nsg_app:submit_nsg": Endpoint(
-        ("GET", "POST"), ("tool", "nodes", "cores_per_node", "runtime_hours"), target="package"
+        ("GET", "POST"),
+        ("tool", "nodes", "cores_per_node", "runtime_hours", "seed"),
+        target="package",
     ),
     "nsg_app:submit_local": Endpoint(
-        ("GET", "POST"), ("cores_per_node", "runtime_hours"), target="package"
+        ("GET", "POST"), ("cores_per_node", "runtime_hours", "seed"), target="package"
     ),
     "nsg_app:job": Endpoint(("GET",), target="job"),
     "nsg_app:job_status": Endpoint(("GET",), target="job"),
@@ -97,6 +99,7 @@ ENDPOINTS = {
     "nsg_app:collect": Endpoint(("POST",), target="job"),
     "nsg_app:cancel": Endpoint(("POST",), target="job"),
     "nsg_app:file": Endpoint(("GET",), target="job"),
+    "nsg_app:delete": Endpoint(("GET", "POST"), ("confirm",), target="job"),
     "analysis_app:analyses": Endpoint(
         ("GET", "POST"),
         ("source", "job", "optimisation", "top"),
@@ -145,17 +148,22 @@ def site_objects(alice):
     account = NsgAccount.objects.create(owner=alice, username="alice")
     account.set_password(USERS["alice"])
     account.save()
-    common = {"owner": alice, "package": package, "folder": package.run_name}
-    jobs = [
-        Job.objects.create(backend="nsg", tool="BLUEPYOPT_EXPANSE", **common),
+    common = {"owner": alice, "package": package}
+    jobs = [  # each run has a results folder of its own
+        Job.objects.create(
+            backend="nsg", tool="BLUEPYOPT_EXPANSE", folder=f"{package.run_name}-1", **common
+        ),
         Job.objects.create(
             backend="nsg",
             tool="BLUEPYOPT_EXPANSE",
             handle="NGBW-JOB-BLUEPYOPT_EXPANSE-" + "C" * 32,
             state=Job.State.ACTIVE,
+            folder=f"{package.run_name}-2",
             **common,
         ),
-        Job.objects.create(backend="local", state=Job.State.COLLECTED, **common),
+        Job.objects.create(
+            backend="local", state=Job.State.COLLECTED, folder=package.run_name, **common
+        ),
     ]
     ResultFile.objects.create(
         job=jobs[2], name="STDOUT", storage_name="nowhere/STDOUT", size=1, sha256="0" * 64
