@@ -7,6 +7,7 @@ one is followed to its end, and Cancel ends it.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
@@ -22,15 +23,15 @@ from tests.jobs.conftest import wait_for
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.slow]
 
 
-def _waiting_script(go_file) -> str:
-    """A run that ends only when the test says so (the file appears), then prints."""
-    return (
-        "import pathlib, time\n"
-        f"go = pathlib.Path({str(go_file)!r})\n"
-        "while not go.exists():\n"
-        "    time.sleep(0.1)\n"
-        "print('finished after the go')\n"
-    )
+# A run that ends only when the test says so (a file "go" appears beside it), then prints.
+# Beside it: the run is sandboxed and sees nothing of the test's own folders.
+_WAITING_SCRIPT = (
+    "import pathlib, time\n"
+    "go = pathlib.Path(__file__).resolve().with_name('go')\n"
+    "while not go.exists():\n"
+    "    time.sleep(0.1)\n"
+    "print('finished after the go')\n"
+)
 
 
 def _lost_start(owner, package, backend: str) -> Job:
@@ -48,9 +49,10 @@ def _lost_start(owner, package, backend: str) -> Job:
     )
 
 
-def _orphaned_run(alice, script_package, worker_database_url, go_file) -> Job:
-    """A local run whose following worker was killed with SIGKILL: the run goes on."""
-    package = script_package(alice, _waiting_script(go_file))
+def _orphaned_run(alice, script_package, worker_database_url) -> tuple[Job, Path]:
+    """A local run whose following worker was killed with SIGKILL: the run goes on. The run,
+    and the file that lets it end."""
+    package = script_package(alice, _WAITING_SCRIPT)
     job = _lost_start(alice, package, Job.Backend.LOCAL)
     # Its start goes to a worker of its own, which is then killed.
     doomed = start_worker(worker_database_url, "doomed-runner", queues="kill-test-runs")
@@ -62,15 +64,16 @@ def _orphaned_run(alice, script_package, worker_database_url, go_file) -> Job:
             lambda j: tree_of_processes_mentioning(str(work_dir(j))),
             what="the run's processes",
         )
+        wait_for(job, lambda j: list(work_dir(j).rglob("init.py")), what="the run's folder")
     finally:
         stop_process_group(doomed, kill=True)
-    return job
+    (script,) = work_dir(job).rglob("init.py")
+    return job, script.with_name("go")
 
 
 @pytest.fixture
-def orphan(alice, script_package, worker_database_url, running_worker, tmp_path):
-    go_file = tmp_path / "go"
-    job = _orphaned_run(alice, script_package, worker_database_url, go_file)
+def orphan(alice, script_package, worker_database_url, running_worker):
+    job, go_file = _orphaned_run(alice, script_package, worker_database_url)
     yield job, go_file
     go_file.touch()  # whatever happened, let the run end
     for pid in tree_of_processes_mentioning(str(work_dir(job))):
