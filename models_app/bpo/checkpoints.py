@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import re
 import shutil
@@ -191,6 +192,8 @@ def survey_checkpoints(
                 cwd=scratch,
                 writable=[scratch],
                 packages=["models_app.bpo"],
+                # This project's module: found from here, whatever the caller's sys.path.
+                env=dict(os.environ, PYTHONPATH=str(_PROJECT_ROOT)),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=timeout,

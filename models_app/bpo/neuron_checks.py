@@ -34,6 +34,7 @@ MECHANISMS_TIMEOUT_SECONDS = 120
 MORPHOLOGY_TIMEOUT_SECONDS = 120
 MORPHOLOGY_EXTENSIONS = (".asc", ".swc")  # the two BluePyOpt's NrnFileMorphology reads
 _NEURON_LINES_SHOWN = 6
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Model data is read confined, like model code (see models_app.bpo.sandbox).
 _DEFAULT_SANDBOX = Sandbox()
 
@@ -65,7 +66,8 @@ def run_child(
     never a model folder: NEURON loads any compiled mechanisms (x86_64/) it finds in its
     working directory, and the checks must see NEURON as installed.
     """
-    environment = dict(os.environ, NEURON_MODULE_OPTIONS="-nogui")
+    # The probe is this project's module: found from here, whatever the caller's sys.path.
+    environment = dict(os.environ, NEURON_MODULE_OPTIONS="-nogui", PYTHONPATH=str(_PROJECT_ROOT))
     try:
         completed = sandbox.run(
             list(command),

@@ -92,6 +92,8 @@ ALLOWED_ENVIRONMENT = frozenset(
         "OPENBLAS_NUM_THREADS",
         "MKL_NUM_THREADS",
         "NUMEXPR_NUM_THREADS",
+        # NEURON's start-up options ("-nogui": no display warnings in its output).
+        "NEURON_MODULE_OPTIONS",
         # Without these OpenBLAS picks kernels that give wrong numerics on some CPUs.
         "OPENBLAS_CORETYPE",
         "OPENBLAS_L2_SIZE",
@@ -209,6 +211,7 @@ class Sandbox:
         argv = [os.fspath(part) for part in argv]
         if not self.enabled:
             return argv
+        argv[0] = _through_real_prefix(argv[0])
         bwrap, prlimit = _program("bwrap"), _program("prlimit")
         limits = limits or Limits()
         mounts = _Mounts()
@@ -560,6 +563,21 @@ class _Mounts:
         for folder in reversed(missing):
             self.options += ["--perms", "0755", "--dir", str(folder)]
             self._folders.add(folder)
+
+
+def _through_real_prefix(program: str) -> str:
+    """The virtual environment's interpreter named through the venv's real folder.
+
+    The sandbox mounts the venv where it really is; a venv reached through a link (a copy
+    of the checkout sharing its .venv) names a path that is not there. The venv's own
+    folder is kept (not the base interpreter's), so Python still finds pyvenv.cfg.
+    """
+    prefix = Path(sys.prefix)
+    try:
+        relative = Path(program).relative_to(prefix)
+    except ValueError:
+        return program
+    return str(prefix.resolve() / relative)
 
 
 def _python_folders() -> list[Path]:
