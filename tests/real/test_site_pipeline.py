@@ -33,9 +33,8 @@ from analysis_app.engine.figures import FIGURE_NAMES
 from analysis_app.models import Analysis
 from models_app.models import Optimisation, RunPackage
 from nsg_app.backends.local import work_dir
-from nsg_app.backends.nsg import account_poll
 from nsg_app.models import Job
-from nsg_app.services import nsg_account_save
+from nsg_app.services import account_poll_run, nsg_account_save
 from tests.analysis.conftest import wait_for as wait_for_analysis
 from tests.catalogue.conftest import zip_folder
 from tests.fixtures.emulator import USERS
@@ -170,7 +169,7 @@ def emulator_job(package, site, owner, unblocked, running_worker) -> Job:
         return wait_for(
             job,
             lambda j: j.state in _ENDED,
-            tick=_every(POLL_EVERY_SECONDS, lambda: account_poll(account.pk)),
+            tick=_every(POLL_EVERY_SECONDS, lambda: account_poll_run(account.pk)),
             timeout=RUN_SECONDS,
             what=f"the NSG emulator's run of {package.run_name} in storage",
         )
@@ -290,11 +289,13 @@ def table(page: str, label: str) -> list[list[str]]:
 
 
 def _checkpoint_of(job: Job) -> dict:
-    """The checkpoint in the job's stored output.tar.gz."""
+    """The checkpoint in the job's stored output.tar.gz. The run's results folder
+    (job.folder) is its own; inside the archive the run folder keeps the package's name."""
     data = default_storage.open(f"{job.results_prefix}/output.tar.gz", "rb").read()
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        member = f"./{job.folder}/checkpoints/checkpoint.pkl"
-        assert member in archive.getnames(), f"no checkpoint in {job.results_prefix}"
+        member = f"./{job.package.run_name}/checkpoints/checkpoint.pkl"
+        names = archive.getnames()
+        assert member in names, f"no {member} in {job.results_prefix}: {names}"
         return pickle.loads(archive.extractfile(member).read(), encoding="latin1")
 
 
