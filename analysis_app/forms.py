@@ -11,6 +11,7 @@ from django.conf import settings
 from analysis_app.models import Analysis
 from models_app.models import Optimisation
 from nsg_app.models import Job
+from rebuild_site.timezones import shown
 
 MAX_TOP = 10
 NSG_OUTPUT = "output.tar.gz"
@@ -223,9 +224,11 @@ def catalogue_checkpoints(optimisation: Optimisation) -> list[dict]:
 
 
 def _job_label(job: Job, user) -> str:
-    parts = [job.folder, job.get_backend_display()]
-    if job.collected_at:
-        parts.append(job.collected_at.strftime("%Y-%m-%d %H:%M"))
+    # Two runs of one package differ only by these: the job number, when each was
+    # submitted (in the user's zone, as every page shows times) and the seed.
+    parts = [f"Job {job.pk}", job.folder, job.get_backend_display()]
+    parts.append(f"submitted {shown(job.date_submitted or job.created_at)}")
+    parts.append(f"seed {job.seed}" if job.seed is not None else "seed not known")
     if job.flag:
         parts.append(job.get_flag_display().lower())
     if job.owner_id != user.pk:

@@ -52,6 +52,29 @@ def test_it_offers_the_user_s_stored_results_and_the_catalogue_s_best_runs(
     assert page.count("View analysis") == 1
 
 
+def test_two_runs_of_one_package_are_told_apart_by_number_time_and_seed(
+    client, alice, collected_job, tmp_path
+):
+    from datetime import UTC, datetime
+
+    (tmp_path / "run.tar.gz").write_bytes(b"")
+    first = collected_job(alice, tmp_path / "run.tar.gz", folder="CA1_run_20261125000000")
+    second = collected_job(alice, tmp_path / "run.tar.gz", folder="CA1_run_20261125000100")
+    first.seed, first.date_submitted = 11, datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+    first.save()
+    second.seed = None
+    second.save()
+    client.force_login(alice)
+    client.cookies["tz"] = "Europe/Rome"  # the browser's zone: UTC+1 in November
+    page = client.get(URL).content.decode()
+    assert (
+        f"Job {first.pk} · CA1_run_20261125000000 · NSG · submitted 2026-11-25 10:30:00 CET"
+        " · seed 11"
+    ) in page
+    assert f"Job {second.pk} · CA1_run_20261125000100 · NSG · submitted " in page
+    assert "seed not known" in page
+
+
 def test_the_jobs_analyse_button_preselects_the_job(client, alice, stored_job):
     client.force_login(alice)
     page = client.get(f"{URL}?job={stored_job.pk}").content.decode()
