@@ -20,6 +20,10 @@ class ResultFileInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
+    """Read-only apart from its actions: a job's fields are what NSG and the runner
+    reported, and an edit here would contradict them. Deleting goes through the same
+    service as the site's Delete, so stored files and the NSG job go with the row."""
+
     list_display = (
         "__str__",
         "folder",
@@ -41,7 +45,30 @@ class JobAdmin(admin.ModelAdmin):
         "progress",
     )
     inlines = [JobStageChangeInline, ResultFileInline]
-    actions = ["poll_now", "collect_now", "cancel_now"]
+    actions = ["poll_now", "collect_now", "cancel_now", "delete_with_files"]
+
+    def has_add_permission(self, request):
+        return False  # jobs are made by submitting a package, never by hand
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Django's own delete (and its "delete selected") would leave the stored files.
+        return False
+
+    @admin.action(description="Delete the selected jobs with their stored files (and at NSG)")
+    def delete_with_files(self, request, queryset):
+        from nsg_app.retention import DeleteRefused, job_delete
+
+        deleted = 0
+        for job in queryset.select_related("owner"):
+            try:
+                job_delete(job)
+                deleted += 1
+            except DeleteRefused as refused:
+                self.message_user(request, f"{job}: {refused}", level=messages.ERROR)
+        self.message_user(request, f"Deleted {deleted} job(s) with their stored files.")
 
     @admin.action(description="Poll NSG now for the owners of the selected jobs")
     def poll_now(self, request, queryset):
