@@ -24,17 +24,10 @@ class JobAdmin(admin.ModelAdmin):
     reported, and an edit here would contradict them. Deleting goes through the same
     service as the site's Delete, so stored files and the NSG job go with the row."""
 
-    list_display = (
-        "__str__",
-        "folder",
-        "owner",
-        "backend",
-        "stage",
-        "state",
-        "flag",
-        "external",
-        "created_at",
-    )
+    # Fits a laptop's width: the run's folder names the job (an NSG handle is 50
+    # characters of little meaning; it is on the job's page and searchable).
+    list_display = ("folder", "owner", "backend", "state", "stage", "flag", "created_at")
+    list_display_links = ("folder",)
     list_filter = ("state", "stage", "backend", "flag", "external", "owner")
     search_fields = ("handle", "folder", "owner__username")
     readonly_fields = (

@@ -36,6 +36,7 @@ def test_the_admin_deletes_jobs_only_with_their_stored_files(admin_client, alice
     prefix = job.results_prefix
     listing = admin_client.get("/admin/nsg_app/job/").content.decode()
     assert "delete_with_files" in listing and 'value="delete_selected"' not in listing
+    assert f'<a href="/admin/nsg_app/job/{job.pk}/change/">{job.folder}</a>' in listing
     assert admin_client.get(f"/admin/nsg_app/job/{job.pk}/delete/").status_code == 403
 
     response = admin_client.post(
