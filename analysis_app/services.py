@@ -46,7 +46,13 @@ NSG_OUTPUT = "output.tar.gz"
 # A running analysis or a save whose worker has not reported for this long is taken over.
 STALE_SECONDS = settings.ANALYSIS_STALE_SECONDS
 _HEARTBEAT_SECONDS = 5.0
+# What analysis_run and analysis_save_write ended with (the tasks' return values).
+DONE = "done"
+FAILED = "failed"
+NOT_CLAIMED = "not claimed"  # ended, gone, or another worker has it now
 RUNNING_ELSEWHERE = "running elsewhere"
+SAVED = "saved"
+NOT_SAVING = "not saving"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _CHUNK = 1024 * 1024
 
@@ -137,7 +143,7 @@ def analysis_run(*, analysis_id: int) -> str:
     if not claimed:
         running = Analysis.objects.filter(pk=analysis_id, status=Analysis.Status.RUNNING)
         # Another worker has it, or had it and stopped: the task looks again later.
-        return RUNNING_ELSEWHERE if running.exists() else "not claimed"
+        return RUNNING_ELSEWHERE if running.exists() else NOT_CLAIMED
     analysis = Analysis.objects.select_related("owner", "job", "optimisation").get(pk=analysis_id)
     settings.ANALYSIS_WORK_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"analysis-{analysis.pk}-", dir=settings.ANALYSIS_WORK_DIR))
@@ -158,13 +164,15 @@ def analysis_run(*, analysis_id: int) -> str:
         )
         if not outcome.succeeded:
             _record_failure(analysis, outcome.error)
-            return "failed"
+            return FAILED
         _store_results(analysis, outcome.out_dir, outcome.analysis)
-        return "done"
+        return DONE
     except AnalysisError as error:
         _record_failure(analysis, error.as_dict())
-        return "failed"
+        return FAILED
     except Exception as error:
+        # The one failure policy of tasks: the row says failed, with the reason and the
+        # time; the error is raised again so that Celery records the failure too.
         logger.exception("analysis %s failed", analysis_id)
         _record_failure(
             analysis,
@@ -174,7 +182,7 @@ def analysis_run(*, analysis_id: int) -> str:
                 "details": {"traceback": traceback.format_exc()},
             },
         )
-        return "failed"
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -441,7 +449,7 @@ def analysis_save_write(*, analysis_id: int) -> str:
         .first()
     )
     if analysis is None:
-        return "not saving"
+        return NOT_SAVING
     # Claimed like an analysis run: a save whose worker died is taken over by the next
     # task the sweep queues, never written by two at once.
     now = timezone.now()
@@ -453,7 +461,7 @@ def analysis_save_write(*, analysis_id: int) -> str:
         )
         .update(save_heartbeat_at=now)
     ):
-        return "not claimed"
+        return NOT_CLAIMED
     prefix = analysis.saved_to
     # The folder was reserved for this analysis alone (saved_to is unique): anything in it
     # is what an interrupted save of this analysis wrote, and is written again whole.
@@ -482,11 +490,11 @@ def analysis_save_write(*, analysis_id: int) -> str:
             saved_to="",
             save_error=f"The analysis was not saved: {error}",
         )
-        return "failed"
+        return FAILED
     Analysis.objects.filter(pk=analysis_id).update(
         save_status=Analysis.SaveStatus.SAVED, saved_at=timezone.now()
     )
-    return "saved"
+    return SAVED
 
 
 def _write_saved_figures(analysis: Analysis, folder: Path) -> None:

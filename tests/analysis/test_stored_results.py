@@ -122,6 +122,20 @@ def test_a_deleted_job_fails_clearly(alice, collected_job, nsg_output):
     assert "deleted" in analysis.error_message
 
 
+def test_an_unexpected_error_fails_the_analysis_and_reaches_celery(alice, demo, monkeypatch):
+    analysis = services.analysis_create(owner=alice, source_kind="catalogue", optimisation=demo)
+
+    def broken(**_):
+        raise RuntimeError("storage went away")
+
+    monkeypatch.setattr(services, "run_engine", broken)
+    with pytest.raises(RuntimeError, match="storage went away"):
+        services.analysis_run(analysis_id=analysis.pk)
+    analysis.refresh_from_db()
+    assert (analysis.status, analysis.error_kind) == ("failed", "internal")
+    assert "storage went away" in analysis.error_message and analysis.finished_at is not None
+
+
 def test_an_analysis_is_run_once(alice, demo, analysed):
     analysis = analysed(alice, source_kind="catalogue", optimisation=demo)
     assert services.analysis_run(analysis_id=analysis.pk) == "not claimed"
