@@ -40,6 +40,10 @@ _PREFIXES = {
     Job.Backend.LOCAL: "BluePyOptOne/resultsLocal",
 }
 _CHECKPOINT = re.compile(r"(^|/)checkpoints/[^/]+\.pkl$")
+# The run folder of a checkpoint in output.tar.gz: "./<run>/checkpoints/x.pkl".
+_RUN_FOLDER = re.compile(r"^(?:\./)?([A-Za-z0-9][A-Za-z0-9._-]{0,149})/checkpoints/[^/]+\.pkl$")
+# NSG's job handles; a job submitted elsewhere without a clientJobName is named by one.
+_HANDLE_NAME = re.compile(r"^NGBW-JOB-")
 # A result's name comes from the service (or the run) and names a file in storage: one
 # plain file name, never a path.
 _RESULT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
@@ -138,6 +142,7 @@ def _save_own(name: str, handle: BinaryIO) -> None:
 @dataclass
 class _Findings:
     checkpoint_found: bool | None = None
+    run_folder: str = ""
     stderr_tail: str = ""
 
 
@@ -185,10 +190,11 @@ def store_results(
             {"name": source.name, "size": hashing.size, "sha256": hashing.digest.hexdigest()}
         )
         heartbeat()
+    folder = _run_name(job, findings.run_folder)
     manifest = json.dumps(
         {
             "job": job.handle or f"local-{job.pk}",
-            "folder": job.folder,
+            "folder": folder,
             "seed": job.seed,
             "files": entries,
         },
@@ -212,12 +218,31 @@ def store_results(
         Job.objects.filter(pk=job.pk).update(
             state=Job.State.COLLECTED,
             collected_at=timezone.now(),
+            folder=folder,
             results_prefix=prefix,
             flag=flag,
             flag_detail=detail,
             stderr_tail=findings.stderr_tail,
             collect_heartbeat_at=None,
         )
+
+
+def _run_name(job: Job, run_folder: str) -> str:
+    """The job's name once its results are in: a job submitted elsewhere that NSG knew only
+    by its handle takes the run folder found in its results (numbered if the user has a
+    job of that name already), so that two such runs are told apart by what they ran."""
+    if not (job.external and run_folder and _HANDLE_NAME.match(job.folder)):
+        return job.folder
+    taken = set(
+        Job.objects.filter(owner=job.owner, folder__startswith=run_folder)
+        .exclude(pk=job.pk)
+        .values_list("folder", flat=True)
+    )
+    name, number = run_folder, 1
+    while name in taken:
+        number += 1
+        name = f"{run_folder}-{number}"
+    return name
 
 
 def _inspect(name: str, temp: BinaryIO, findings: _Findings) -> None:
@@ -235,6 +260,8 @@ def _inspect(name: str, temp: BinaryIO, findings: _Findings) -> None:
                 for member in archive:
                     if member.isfile() and _CHECKPOINT.search(member.name):
                         findings.checkpoint_found = True
+                        if folder := _RUN_FOLDER.match(member.name):
+                            findings.run_folder = folder[1]
                         break
         except (tarfile.TarError, EOFError, OSError):
             findings.checkpoint_found = False

@@ -177,3 +177,41 @@ def test_a_first_copy_without_credentials_says_why_and_can_be_tried_again(client
     assert job.state == Job.State.COMPLETED
     assert "log in to NSG again" in job.error
     assert job.can_collect and not job.result_files.exists()
+
+
+def _tarball(run_folder: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = pickle.dumps({"logbook": []})
+        member = tarfile.TarInfo(f"./{run_folder}/checkpoints/checkpoint.pkl")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _collect_external(owner, handle: str, run_folder: str) -> Job:
+    job = Job.objects.create(
+        owner=owner,
+        backend="nsg",
+        handle=handle,
+        external=True,
+        folder=handle,  # what a job submitted elsewhere without a clientJobName is called
+        state=Job.State.COMPLETED,
+    )
+    data = _tarball(run_folder)
+    store_results(
+        job, [ResultSource("output.tar.gz", len(data), lambda handle: handle.write(data))]
+    )
+    job.refresh_from_db()
+    return job
+
+
+def test_jobs_submitted_elsewhere_are_named_by_the_run_folder_in_their_results(client, alice):
+    first = _collect_external(alice, "NGBW-JOB-BLUEPYOPT_EXPANSE-0001", "CA1_pyr_20250101000000")
+    second = _collect_external(alice, "NGBW-JOB-BLUEPYOPT_EXPANSE-0002", "CA1_pyr_20250101000000")
+
+    assert (first.folder, second.folder) == ("CA1_pyr_20250101000000", "CA1_pyr_20250101000000-2")
+    assert _stored(second)  # the manifest names the job as its row does
+    client.force_login(alice)
+    jobs = client.get("/jobs/").content.decode()
+    assert "CA1_pyr_20250101000000-2" in jobs and "NGBW-JOB-BLUEPYOPT_EXPANSE-0002" in jobs
