@@ -112,6 +112,7 @@ ENDPOINTS = {
     "analysis_app:file": Endpoint(("GET",), target="analysis"),
     "analysis_app:traces": Endpoint(("GET",), target="analysis"),
     "analysis_app:save": Endpoint(("POST",), ("folder",), target="analysis"),
+    "analysis_app:delete": Endpoint(("GET", "POST"), ("confirm",), target="analysis"),
 }
 
 # A sane value for each <str:...>/<path:...> part, replaced in turn by each hostile value.
