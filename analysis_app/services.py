@@ -664,7 +664,10 @@ def analysis_delete(analysis: Analysis) -> int:
     """Delete the analysis' stored files, its scratch folders and its row; how many stored
     files were removed. Raises DeleteRefused (nothing deleted) while it runs or is saved.
     A saved copy under BluePyOptAnalysis/ is the user's to keep, and is left as it is."""
-    analysis.refresh_from_db()  # as it is now, not as the page saw it
+    try:
+        analysis.refresh_from_db()  # as it is now, not as the page saw it
+    except Analysis.DoesNotExist:
+        raise DeleteRefused("It was deleted already.") from None
     refusal = analysis_delete_refusal(analysis)
     if refusal:
         raise DeleteRefused(refusal)

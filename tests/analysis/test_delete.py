@@ -59,7 +59,7 @@ def test_an_analysis_is_deleted_with_its_files_after_a_confirmation(
 
     response = client.post(url, {"confirm": "yes"}, follow=True)
 
-    assert "was deleted, with its 4 stored file(s)" in response.content.decode()
+    assert f"{analysis} was deleted, with its 4 stored file(s)" in response.content.decode()
     assert not Analysis.objects.filter(pk=analysis.pk).exists()
     assert stored_files(prefix) == set() and stored_files(upload) == set()
     assert not scratch.exists()
