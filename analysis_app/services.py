@@ -638,3 +638,54 @@ def analyses_sweep(*, redrive_after: timedelta) -> dict[str, int]:
                 task.delay(analysis_id)
                 counts[kind] += 1
     return counts
+
+
+# ----------------------------------------------------------------------------- delete
+
+
+class DeleteRefused(Exception):
+    """The analysis cannot be deleted now; the message says why, for the user."""
+
+
+def analysis_delete_refusal(analysis: Analysis) -> str:
+    """Why the analysis cannot be deleted now, or "" when it can."""
+    if analysis.is_active:
+        return (
+            f"The analysis is {analysis.get_status_display().lower()}, and a running analysis "
+            "cannot be stopped: delete it once it has ended."
+        )
+    if analysis.save_status == Analysis.SaveStatus.SAVING:
+        return f"The analysis is being saved to {analysis.saved_to}/: delete it once it is saved."
+    return ""
+
+
+def analysis_stored_files(analysis: Analysis) -> list[str]:
+    """The analysis' own stored files (its results and the result uploaded for it), its
+    analysis.json last. Its saved copy (BluePyOptAnalysis/...) is not among them: it is kept."""
+    names = set(analysis.uploaded_files)
+    if analysis.result_prefix:
+        names |= set(_storage_files(analysis.result_prefix))
+    return sorted(names, key=lambda name: (name.endswith(f"/{ANALYSIS_FILE}"), name))
+
+
+def analysis_delete(analysis: Analysis) -> int:
+    """Delete the analysis' stored files, its scratch folders and its row; how many stored
+    files were removed. Raises DeleteRefused (nothing deleted) while it runs or is saved.
+    A saved copy under BluePyOptAnalysis/ is the user's to keep, and is left as it is."""
+    try:
+        analysis.refresh_from_db()  # as it is now, not as the page saw it
+    except Analysis.DoesNotExist:
+        raise DeleteRefused("It was deleted already.") from None
+    refusal = analysis_delete_refusal(analysis)
+    if refusal:
+        raise DeleteRefused(refusal)
+    names = analysis_stored_files(analysis)
+    for name in names:
+        default_storage.delete(name)
+    root = settings.ANALYSIS_WORK_DIR
+    if root.is_dir():
+        for folder in root.glob(f"analysis-{analysis.pk}-*"):
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+    analysis.delete()
+    return len(names)

@@ -16,4 +16,5 @@ urlpatterns = [
     path("<int:pk>/files/<path:name>", views.analysis_file, name="file"),
     path("<int:pk>/traces/<str:label>.zip", views.analysis_traces, name="traces"),
     path("<int:pk>/save/", views.analysis_save, name="save"),
+    path("<int:pk>/delete/", views.analysis_delete, name="delete"),
 ]

@@ -262,3 +262,27 @@ def analysis_save(request, pk):
     else:
         messages.info(request, f"Saving the analysis to {prefix}/ (figures as HTML and PNG).")
     return redirect(analysis)
+
+
+def analysis_delete(request, pk):
+    """Delete an analysis with its stored files, after a confirmation page."""
+    analysis = _get_analysis(request, pk)
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        label = str(analysis)  # the row's id is gone once it is deleted
+        try:
+            removed = services.analysis_delete(analysis)
+        except services.DeleteRefused as error:
+            messages.error(request, f"Not deleted: {error}")
+            return redirect(analysis)
+        messages.success(request, f"{label} was deleted, with its {removed} stored file(s).")
+        return redirect("analysis_app:analyses")
+    return render(
+        request,
+        "analysis_app/delete.html",
+        {
+            "analysis": analysis,
+            "files": services.analysis_stored_files(analysis),
+            "refusal": services.analysis_delete_refusal(analysis),
+        },
+        status=400 if request.method == "POST" else 200,
+    )

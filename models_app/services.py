@@ -607,3 +607,85 @@ def repository_refresh_run(refresh) -> None:
 def _sandbox() -> Sandbox:
     """Where a model's files are read or its code run: the SANDBOX setting."""
     return Sandbox.named(settings.SANDBOX)
+
+
+# ----------------------------------------------------------------------------- delete
+
+
+class DeleteRefused(Exception):
+    """The upload cannot be deleted now; the message says why, for the user."""
+
+
+def _named(names: list[str], limit: int = 5) -> str:
+    more = len(names) - limit
+    names = names[:limit]
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
+def upload_delete_refusal(optimisation: Optimisation) -> str:
+    """Why the user's upload cannot be deleted now (what still needs it), or "" when it can."""
+    from analysis_app.models import Analysis
+    from nsg_app.models import Job
+
+    if optimisation.source != Optimisation.Source.UPLOAD or optimisation.owner_id is None:
+        return "Only a user's own upload can be deleted; catalogue models are kept."
+    if optimisation.mechanisms_status == Optimisation.Mechanisms.COMPILING:
+        return "Its mechanisms are being compiled: delete it once they are done."
+    jobs = list(
+        Job.objects.filter(package__optimisation=optimisation)
+        .order_by("pk")
+        .values_list("folder", flat=True)
+    )
+    if jobs:
+        return (
+            f"{len(jobs)} job(s) were run from its run packages ({_named(jobs)}): "
+            "delete them first (on their job pages), so that no run loses its package."
+        )
+    active = list(
+        Analysis.objects.filter(
+            optimisation=optimisation,
+            status__in=(Analysis.Status.QUEUED, Analysis.Status.RUNNING),
+        )
+    )
+    if active:
+        return f"{len(active)} analysis(es) of it are running ({_named([str(analysis) for analysis in active])}): wait for them to end."
+    others = optimisation.packages.exclude(owner_id=optimisation.owner_id).count()
+    others += optimisation.parameter_sets.exclude(owner_id=optimisation.owner_id).count()
+    if others:
+        return (
+            f"Other users have {others} run package(s) or parameter version(s) of it: "
+            "ask staff to make it private and remove them first."
+        )
+    return ""
+
+
+def upload_stored_files(optimisation: Optimisation) -> list[str]:
+    """What deleting the upload removes from storage: its packages' zips, then its own zip
+    (unless another model's row names the same stored zip)."""
+    names = [package.file for package in optimisation.packages.order_by("pk") if package.file]
+    shared = (
+        Optimisation.objects.filter(archive=optimisation.archive)
+        .exclude(pk=optimisation.pk)
+        .exists()
+    )
+    if optimisation.archive and not shared:
+        names.append(optimisation.archive)
+    return names
+
+
+def upload_delete(optimisation: Optimisation) -> int:
+    """Delete a user's upload: its row (with its parameter versions and run packages) and
+    then their stored zips; how many stored files were removed. Raises DeleteRefused,
+    with nothing deleted, while jobs, running analyses or other users still need it."""
+    with transaction.atomic():
+        current = Optimisation.objects.select_for_update().filter(pk=optimisation.pk).first()
+        if current is None:
+            raise DeleteRefused("It was deleted already.")
+        refusal = upload_delete_refusal(current)
+        if refusal:
+            raise DeleteRefused(refusal)
+        names = upload_stored_files(current)
+        current.delete()  # its parameter versions and run packages go with it
+    for name in names:
+        default_storage.delete(name)
+    return len(names)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("refresh/<int:pk>/", views.refresh_status, name="refresh_status"),
     path("<int:pk>/", views.detail, name="detail"),
     path("<int:pk>/publish/", views.publish, name="publish"),
+    path("<int:pk>/delete/", views.upload_delete, name="delete"),
     path("<int:pk>/parameters/", views.save_parameters, name="save_parameters"),
     path("<int:pk>/package/", views.create_package, name="create_package"),
     path("<int:pk>/source/", views.source, name="source"),

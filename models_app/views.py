@@ -382,3 +382,37 @@ def _highlighted_files(root) -> list[dict]:
         }
         for source_file in source_files(root)
     ]
+
+
+# ----------------------------------------------------------------------------- delete
+
+
+def upload_delete(request, pk):
+    """Delete the user's own upload with its stored files, after a confirmation page."""
+    uploads = Optimisation.objects.filter(source=Optimisation.Source.UPLOAD, owner__isnull=False)
+    if not request.user.is_staff:
+        uploads = uploads.filter(owner=request.user)
+    optimisation = get_object_or_404(uploads.select_related("owner"), pk=pk)
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        try:
+            removed = services.upload_delete(optimisation)
+        except services.DeleteRefused as error:
+            messages.error(request, f"Not deleted: {error}")
+            return redirect(optimisation)
+        messages.success(
+            request, f"{optimisation.name} was deleted, with its {removed} stored file(s)."
+        )
+        return redirect("models_app:catalogue")
+    return render(
+        request,
+        "models_app/delete.html",
+        {
+            "optimisation": optimisation,
+            "files": services.upload_stored_files(optimisation),
+            "packages": optimisation.packages.count(),
+            "versions": optimisation.parameter_sets.count(),
+            "analyses": optimisation.analyses.count(),
+            "refusal": services.upload_delete_refusal(optimisation),
+        },
+        status=400 if request.method == "POST" else 200,
+    )

@@ -71,6 +71,7 @@ ENDPOINTS = {
     "models_app:refresh_status": Endpoint(("GET",), target="refresh"),
     "models_app:detail": Endpoint(("GET", "POST"), ("version", "tab", "package"), target="model"),
     "models_app:publish": Endpoint(("POST",), ("published",), target="model"),
+    "models_app:delete": Endpoint(("GET", "POST"), ("confirm",), target="model"),
     # The bound fields are added from the model's parameters (see _fields).
     "models_app:save_parameters": Endpoint(("POST",), ("version",), target="model"),
     "models_app:create_package": Endpoint(
@@ -112,6 +113,7 @@ ENDPOINTS = {
     "analysis_app:file": Endpoint(("GET",), target="analysis"),
     "analysis_app:traces": Endpoint(("GET",), target="analysis"),
     "analysis_app:save": Endpoint(("POST",), ("folder",), target="analysis"),
+    "analysis_app:delete": Endpoint(("GET", "POST"), ("confirm",), target="analysis"),
 }
 
 # A sane value for each <str:...>/<path:...> part, replaced in turn by each hostile value.
