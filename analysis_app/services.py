@@ -35,6 +35,7 @@ from analysis_app.engine import ANALYSIS_FILE, AnalysisError, figures
 from analysis_app.engine.errors import INTERNAL, INVALID_SOURCE
 from analysis_app.engine_process import run_engine
 from analysis_app.models import Analysis
+from rebuild_site.stored import folder_used, stored_files
 
 logger = logging.getLogger(__name__)
 
@@ -386,7 +387,7 @@ _MAX_FOLDER_SUFFIX = 50
 
 
 def _saved_folder_taken(prefix: str) -> bool:
-    return Analysis.objects.filter(saved_to=prefix).exists() or _storage_folder_exists(prefix)
+    return Analysis.objects.filter(saved_to=prefix).exists() or folder_used(prefix)
 
 
 def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
@@ -417,7 +418,7 @@ def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
             f"Save it as {free!r} instead (the name is filled in below), or choose another."
         )
 
-    if _storage_folder_exists(prefix):
+    if folder_used(prefix):
         raise taken()
     try:
         with transaction.atomic():
@@ -465,7 +466,7 @@ def analysis_save_write(*, analysis_id: int) -> str:
     prefix = analysis.saved_to
     # The folder was reserved for this analysis alone (saved_to is unique): anything in it
     # is what an interrupted save of this analysis wrote, and is written again whole.
-    _storage_delete(_storage_files(prefix))
+    _storage_delete(stored_files(prefix))
     written: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="analysis-save-") as scratch:
@@ -551,28 +552,6 @@ def _storage_delete(names: list[str]) -> None:
     for name in names:
         with contextlib.suppress(Exception):
             default_storage.delete(name)
-
-
-def _storage_files(prefix: str) -> list[str]:
-    """Every file stored under ``prefix``."""
-    try:
-        directories, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    found = [f"{prefix}/{name}" for name in files]
-    for name in directories:
-        found += _storage_files(f"{prefix}/{name}")
-    return found
-
-
-def _storage_folder_exists(prefix: str) -> bool:
-    """Whether any file is stored under ``prefix`` (empty folders left on a filesystem
-    by a failed save do not count)."""
-    try:
-        directories, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    return bool(files) or any(_storage_folder_exists(f"{prefix}/{name}") for name in directories)
 
 
 @dataclass(frozen=True)
@@ -664,7 +643,7 @@ def analysis_stored_files(analysis: Analysis) -> list[str]:
     analysis.json last. Its saved copy (BluePyOptAnalysis/...) is not among them: it is kept."""
     names = set(analysis.uploaded_files)
     if analysis.result_prefix:
-        names |= set(_storage_files(analysis.result_prefix))
+        names |= set(stored_files(analysis.result_prefix))
     return sorted(names, key=lambda name: (name.endswith(f"/{ANALYSIS_FILE}"), name))
 
 

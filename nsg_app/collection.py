@@ -32,6 +32,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from nsg_app.models import Job, ResultFile
+from rebuild_site.stored import folder_used
 
 MANIFEST = "manifest.json"
 STDERR_TAIL_BYTES = 4000
@@ -82,15 +83,6 @@ def results_prefix(job: Job) -> str:
     return job.results_prefix or f"{_PREFIXES[job.backend]}/{job.owner.get_username()}/{job.folder}"
 
 
-def storage_folder_used(prefix: str) -> bool:
-    """Whether any file is stored under ``prefix`` (empty folders do not count)."""
-    try:
-        directories, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    return bool(files) or any(storage_folder_used(f"{prefix}/{name}") for name in directories)
-
-
 def reserve_results_folder(job: Job) -> str:
     """The job's results folder, reserved on its row before anything is written there.
 
@@ -103,7 +95,7 @@ def reserve_results_folder(job: Job) -> str:
     wanted = results_prefix(job)
     candidate, number = wanted, 1
     while (
-        storage_folder_used(candidate)
+        folder_used(candidate)
         or Job.objects.filter(results_prefix=candidate).exclude(pk=job.pk).exists()
     ):
         number += 1

@@ -20,6 +20,7 @@ from nsg_app.backends.local import work_dir
 from nsg_app.collection import MANIFEST
 from nsg_app.local.processes import end_process_group
 from nsg_app.models import Job
+from rebuild_site.stored import stored_files
 
 _JOB_FOLDER = re.compile(r"job-(\d+)")
 _ANALYSIS_FOLDER = re.compile(r"analysis-(\d+)-.+")
@@ -80,18 +81,6 @@ def analysis_folders_prune() -> int:
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
-
-
-def stored_files(prefix: str) -> list[str]:
-    """Every file stored under ``prefix``."""
-    try:
-        directories, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    found = [f"{prefix}/{name}" for name in files]
-    for name in directories:
-        found += stored_files(f"{prefix}/{name}")
-    return found
 
 
 def job_delete(job: Job) -> int:

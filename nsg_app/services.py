@@ -18,10 +18,11 @@ from models_app.bpo.package import MAX_SEED
 from models_app.bpo.untrusted import UntrustedFileError
 from nsg_app.backends import backend_for
 from nsg_app.backends.nsg import nsg_client
-from nsg_app.collection import MANIFEST, CollectError, storage_folder_used, store_results
+from nsg_app.collection import MANIFEST, CollectError, store_results
 from nsg_app.models import Job, NsgAccount
 from nsg_app.nsg import AuthenticationError, NsgError
 from nsg_app.stages import stage_record
+from rebuild_site.stored import folder_used
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _run_folder_taken(owner, folder: str) -> bool:
         return True
     username = owner.get_username()
     return any(
-        storage_folder_used(f"BluePyOptOne/{area}/{username}/{folder}")
+        folder_used(f"BluePyOptOne/{area}/{username}/{folder}")
         for area in ("resultsNSG", "resultsLocal")
     )
 

@@ -8,9 +8,9 @@ import pytest
 from django.core.files.storage import default_storage
 
 from nsg_app.backends.nsg import account_poll
-from nsg_app.collection import storage_folder_used
 from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.services import account_poll_run, job_collect
+from rebuild_site.stored import folder_used
 from tests.jobs.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -442,7 +442,7 @@ def test_a_worker_killed_while_copying_is_replaced_and_the_copy_ends_complete(
     collect_job.apply_async((job.pk,), queue="kill-test")
     wait_for(
         job,
-        lambda j: j.state == Job.State.COLLECTING and storage_folder_used(j.results_prefix or "-"),
+        lambda j: j.state == Job.State.COLLECTING and folder_used(j.results_prefix or "-"),
         timeout=60,
         what="a half-done copy",
     )
