@@ -59,7 +59,12 @@ _CHUNK = 1024 * 1024
 
 
 class SaveRefused(Exception):
-    """The analysis cannot be saved; the message says why, for the user."""
+    """The analysis cannot be saved; the message says why, for the user. ``suggested``:
+    a free folder name to offer in its place, when the one asked for is taken."""
+
+    def __init__(self, message: str, *, suggested: str = "") -> None:
+        super().__init__(message)
+        self.suggested = suggested
 
 
 # ----------------------------------------------------------------------------- create
@@ -415,7 +420,8 @@ def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
         free = free_saved_folder(analysis, name)
         return SaveRefused(
             f"{prefix}/ already exists, and an analysis is never overwritten. "
-            f"Save it as {free!r} instead (the name is filled in below), or choose another."
+            f"Save it as {free!r} instead (the name is filled in below), or choose another.",
+            suggested=free,
         )
 
     if folder_used(prefix):

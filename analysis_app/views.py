@@ -1,4 +1,5 @@
 import json
+from urllib.parse import urlencode
 
 import plotly.io as pio
 from django.conf import settings
@@ -13,7 +14,7 @@ from analysis_app.forms import AnalysisSourceForm
 from analysis_app.models import Analysis
 from models_app.models import Optimisation
 from nsg_app.models import Job
-from rebuild_site.query import query_int
+from rebuild_site.query import query_int, query_text
 
 FIGURE_TITLES = {
     "morphology": "Morphology",
@@ -125,7 +126,10 @@ def analysis(request, pk):
             document=document,
             individuals=[_with_shown_difference(i) for i in document["individuals"]],
             save_parent=services.saved_folder(analysis).rsplit("/", 1)[0],
-            free_folder=services.free_saved_folder(analysis),
+            # The name a refused save offered (checked again: it may be taken since).
+            free_folder=services.free_saved_folder(
+                analysis, query_text(request.GET.get("folder")) or None
+            ),
             large_difference=any(i["fitness"]["large_difference"] for i in document["individuals"]),
             figures=[
                 (name, FIGURE_TITLES[name])
@@ -259,6 +263,10 @@ def analysis_save(request, pk):
         )
     except services.SaveRefused as error:
         messages.error(request, f"Not saved: {error}")
+        if error.suggested:  # the page fills in the free name the message offers
+            return redirect(
+                f"{analysis.get_absolute_url()}?{urlencode({'folder': error.suggested})}"
+            )
     else:
         messages.info(request, f"Saving the analysis to {prefix}/ (figures as HTML and PNG).")
     return redirect(analysis)

@@ -86,3 +86,24 @@ def test_every_individual_s_figures_draw_and_switching_back_works(
     with open(download.path(), "rb") as handle:
         assert handle.read(4) == b"\x89PNG"
     expect(png).to_have_text("PNG")
+
+    # Save analysis under a name of one's own; a taken name offers a free one, filled in.
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    default_storage.save("BluePyOptAnalysis/alice/my-run/notes.txt", ContentFile(b"mine"))
+    try:
+        page.locator("#save-folder").fill("my-run")
+        page.get_by_role("button", name="Save analysis").click()
+        expect(page.get_by_role("alert").first).to_contain_text(
+            "BluePyOptAnalysis/alice/my-run/ already exists"
+        )
+        expect(page.locator("#save-folder")).to_have_value("my-run-2")
+        page.get_by_role("button", name="Save analysis").click()
+        expect(page.get_by_text("Saved in BluePyOptAnalysis/alice/my-run-2/")).to_be_visible(
+            timeout=120_000
+        )
+        assert default_storage.open("BluePyOptAnalysis/alice/my-run/notes.txt").read() == b"mine"
+    finally:
+        remove_stored_folder("BluePyOptAnalysis/alice/my-run")
+        remove_stored_folder("BluePyOptAnalysis/alice/my-run-2")

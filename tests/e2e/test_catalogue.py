@@ -39,6 +39,8 @@ def test_edit_a_bound_save_create_the_zip_and_download_it(
     page.get_by_role("button", name="Save new parameters").click()
     expect(page.get_by_text("Saved parameters version 1")).to_be_visible()
     expect(page.get_by_text("your version 1").first).to_be_visible()
+    page.get_by_role("button", name="Save new parameters").click()  # nothing changed
+    expect(page.get_by_text("Nothing was saved: these bounds are those of")).to_be_visible()
 
     page.get_by_role("tab", name="Optimisation").click()
     page.get_by_label("Offspring size").fill("2")
@@ -49,6 +51,9 @@ def test_edit_a_bound_save_create_the_zip_and_download_it(
     expect(page.locator("#ngen-warning")).to_be_hidden()
     page.get_by_role("button", name="Create zip file").click()
     expect(page.get_by_text("Created CA1_pyr_cACpyr_ballstick3_")).to_be_visible()
+    # the settings keep what was typed
+    expect(page.get_by_label("Offspring size")).to_have_value("2")
+    expect(page.get_by_label("Maximum generations")).to_have_value("2")
 
     page.get_by_role("tab", name="Optimisation").click()
     with page.expect_download() as download_info:
@@ -66,4 +71,12 @@ def test_edit_a_bound_save_create_the_zip_and_download_it(
     expect(
         page.locator("#source-panel").get_by_role("button", name="opt_neuron.py")
     ).to_be_visible()
-    expect(page.locator("#source-panel .highlight").first).to_contain_text("--offspring_size=")
+    # the source shown is the package just built
+    expect(page.locator("#source-panel .highlight").first).to_contain_text("--offspring_size=2")
+
+    # a bound no cell can have is saved, with a warning
+    page.get_by_role("tab", name="Parameters").click()
+    page.get_by_label("somatic gkbar_hh lower bound").fill("-0.01")
+    page.get_by_role("button", name="Save new parameters").click()
+    expect(page.get_by_text("Saved parameters version 2")).to_be_visible()
+    expect(page.get_by_role("alert").filter(has_text="allows a negative")).to_be_visible()
