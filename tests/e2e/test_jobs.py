@@ -73,6 +73,16 @@ def test_login_nsg_run_watch_the_stages_and_see_the_stored_files(
         page.get_by_role("link", name="STDOUT").click()
     assert download.value.suggested_filename == "STDOUT"
 
+    # The job list's columns fit a laptop's width, with every action of a stored job shown.
+    page.get_by_role("navigation", name="Main navigation").get_by_role("link", name="Jobs").click()
+    jobs = page.get_by_role("table", name="Jobs")
+    expect(jobs.get_by_role("link", name="Analyse")).to_be_visible()
+    overflow = jobs.evaluate(
+        "table => table.scrollWidth - table.parentElement.clientWidth"
+        " + Math.max(0, document.documentElement.scrollWidth - window.innerWidth)"
+    )
+    assert overflow <= 0, f"the job list is {overflow} px wider than the page"
+
 
 def test_run_here_shows_the_generations_going_by(
     page, live_server, login, alice, demo, running_worker
