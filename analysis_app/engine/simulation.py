@@ -42,6 +42,10 @@ _PARENT_POLL_SECONDS = 1.0
 _EVALUATOR: Any = None
 _PARAMETER_SETS: list[dict[str, float]] = []
 _OBJECTIVES_OF: dict[str, list[int]] = {}  # protocol name -> objectives scored with it
+# The individual (rank) whose cell this process last tried to build, and the one whose cell
+# is built (instantiated, its parameters frozen) and inherited by the protocols' processes.
+_CELL_TRIED_FOR: int | None = None
+_CELL_READY_FOR: int | None = None
 
 
 class SimulationFailure(Exception):
@@ -275,10 +279,11 @@ def _run_protocols(
 
     _EVALUATOR, _PARAMETER_SETS = evaluator, parameter_sets
     _OBJECTIVES_OF = _objectives_by_protocol(evaluator)
-    # Longest protocols first (by simulated time), so that the last to finish is short.
+    # One individual after the other (its cell is built once, here, for all its protocols);
+    # within one, the costliest protocols first, so that the last to finish is short.
     tasks = sorted(
         ((rank, name) for rank in range(len(parameter_sets)) for name in protocol_names),
-        key=lambda task: -_duration(evaluator.fitness_protocols[task[1]]),
+        key=lambda task: (task[0], _cost_rank(evaluator.fitness_protocols[task[1]])),
     )
     responses: list[dict[str, Any]] = [{} for _ in parameter_sets]
     scored: list[dict[int, dict[str, Any]]] = [{} for _ in parameter_sets]
@@ -299,6 +304,7 @@ def _run_protocols(
         while waiting or running:
             while waiting and len(running) < max(1, processes):
                 task = waiting.pop(0)
+                _prepare_cell(task[0])
                 receiving, sending = context.Pipe(duplex=False)
                 process = context.Process(
                     target=_run_task, args=(task, sending), name=f"protocol {task[1]}"
@@ -339,14 +345,101 @@ def _run_protocols(
         for _, process in running.values():
             process.kill()
             process.join()
+        _prepare_cell(None)
     return responses, scored, seconds
 
 
-def _duration(protocol: Any) -> float:
+def _prepare_cell(rank: int | None) -> None:
+    """Have the cell of individual ``rank`` instantiated in this process (None: none).
+
+    BluePyOpt builds the cell again for every protocol (freeze, instantiate, run, destroy);
+    for the HBP models that is about half a second each, a fifth of an analysis's CPU. The
+    cell is the same for all of one individual's protocols, so it is built once here and
+    every protocol's process, forked from this one, starts from it. Only for the plain
+    SweepProtocol (whose run this reproduces, see ``_run_on_prepared_cell``); a cell that
+    cannot be built here is left to each protocol's process, which reports the failure
+    under the protocol's name as before.
+    """
+    global _CELL_TRIED_FOR, _CELL_READY_FOR
+    if rank == _CELL_TRIED_FOR:
+        return
+    evaluator = _EVALUATOR
+    if _CELL_TRIED_FOR is not None:
+        _destroy_cell(evaluator, _PARAMETER_SETS[_CELL_TRIED_FOR])
+    _CELL_TRIED_FOR, _CELL_READY_FOR = rank, None
+    if rank is None or not _sweep_protocols_only(evaluator):
+        return
+    parameters = _PARAMETER_SETS[rank]
     try:
-        return float(protocol.total_duration)
+        if getattr(evaluator, "use_params_for_seed", False):
+            evaluator.sim.random123_globalindex = evaluator.seed_from_param_dict(parameters)
+        evaluator.cell_model.freeze(parameters)
+        evaluator.cell_model.instantiate(sim=evaluator.sim)
+    except Exception:
+        _destroy_cell(evaluator, parameters)
+        return
+    _CELL_READY_FOR = rank
+
+
+def _destroy_cell(evaluator: Any, parameters: dict[str, float]) -> None:
+    try:
+        evaluator.cell_model.destroy(sim=evaluator.sim)
+        evaluator.cell_model.unfreeze(list(parameters))
+    except Exception:
+        pass  # a cell half built: the protocols' own processes build theirs and report
+
+
+def _sweep_protocols_only(evaluator: Any) -> bool:
+    """True when every fitness protocol runs as BluePyOpt's own SweepProtocol runs."""
+    from bluepyopt.ephys.protocols import SweepProtocol
+    from bluepyopt.ephys.simulators import NrnSimulator
+
+    return type(evaluator.sim) is NrnSimulator and all(
+        isinstance(protocol, SweepProtocol)
+        and type(protocol).run is SweepProtocol.run
+        and type(protocol)._run_func is SweepProtocol._run_func
+        for protocol in evaluator.fitness_protocols.values()
+    )
+
+
+def _run_on_prepared_cell(protocol: Any) -> dict[str, Any]:
+    """SweepProtocol._run_func (bluepyopt 1.14) without its freeze and instantiate of the
+    cell, which ``_prepare_cell`` did before this process was forked."""
+    from bluepyopt.ephys import simulators
+
+    sim = _EVALUATOR.sim
+    protocol.instantiate(sim=sim, cell_model=_EVALUATOR.cell_model)
+    try:
+        sim.run(protocol.total_duration, cvode_active=protocol.cvode_active)
+    except (RuntimeError, simulators.NrnSimulatorException):
+        # As BluePyOpt: a simulation that fails gives no responses, scored as such.
+        return {recording.name: None for recording in protocol.recordings}
+    return {recording.name: recording.response for recording in protocol.recordings}
+
+
+def _cost_rank(protocol: Any) -> tuple[float, float]:
+    """Sorts the costliest protocol first: the longest in simulated time, and among equally
+    long ones the most depolarising. With variable time steps a cell that fires costs many
+    more steps than one at rest: the HBP models' step_1.0 takes seven times step_-0.8's
+    time, and run last it alone used to end the analysis several seconds after the rest."""
+    try:
+        duration = float(protocol.total_duration)
     except Exception:  # a protocol without a duration of its own
-        return 0.0
+        duration = 0.0
+    return (
+        -duration,
+        -max((_depolarising(s) for s in getattr(protocol, "stimuli", None) or []), default=0.0),
+    )
+
+
+def _depolarising(stimulus: Any) -> float:
+    """A stimulus's largest current in nA (square pulse or ramp); 0 when it has none."""
+    amplitudes = [
+        getattr(stimulus, name, None)
+        for name in ("step_amplitude", "ramp_amplitude_start", "ramp_amplitude_end")
+    ]
+    numbers = [float(value) for value in amplitudes if isinstance(value, int | float)]
+    return max(numbers, default=0.0)
 
 
 def _run_task(task: tuple[int, str], sending: Any) -> None:
@@ -358,12 +451,14 @@ def _run_task(task: tuple[int, str], sending: Any) -> None:
     rank, name = task
     started = time.perf_counter()
     try:
-        # Not isolated again: this process is already a fresh fork for this protocol.
-        task_responses = _EVALUATOR.run_protocol(
-            _EVALUATOR.fitness_protocols[name],
-            param_values=_PARAMETER_SETS[rank],
-            isolate=False,
-        )
+        protocol = _EVALUATOR.fitness_protocols[name]
+        if _CELL_READY_FOR == rank:
+            task_responses = _run_on_prepared_cell(protocol)
+        else:
+            # Not isolated again: this process is already a fresh fork for this protocol.
+            task_responses = _EVALUATOR.run_protocol(
+                protocol, param_values=_PARAMETER_SETS[rank], isolate=False
+            )
         elapsed = time.perf_counter() - started
         scored = _score_objectives(
             _EVALUATOR.fitness_calculator.objectives, _OBJECTIVES_OF.get(name, []), task_responses
@@ -419,51 +514,92 @@ def _objectives_by_protocol(evaluator: Any) -> dict[str, list[int]]:
     return assigned
 
 
-def _score(objective: Any, responses: dict[str, Any], *, values: bool = True) -> dict[str, Any]:
-    """One objective's score and its features' description (with values unless told not)."""
-    return {
-        "score": _number(objective.calculate_score(responses)),
-        "features": [
-            _feature(feature, responses, value=values)
-            for feature in getattr(objective, "features", None) or []
-        ],
-    }
+def _score(
+    objective: Any, responses: dict[str, Any], computed: dict[int, Any] | None = None
+) -> dict[str, Any]:
+    """One objective's score and its features' description, by the objective's own
+    ``calculate_score``; features whose eFEL values were read in one go (``computed``, see
+    ``_efel_values``) score from those instead of asking eFEL again, one feature at a time."""
+    computed = computed or {}
+    features = list(getattr(objective, "features", None) or [])
+    given = [feature for feature in features if id(feature) in computed]
+    for feature in given:
+        # An attribute of the instance hides the class's method for this call only.
+        feature.calculate_score = _given_score(feature, computed[id(feature)])
+    try:
+        score = objective.calculate_score(responses)
+    finally:
+        for feature in given:
+            del feature.calculate_score
+    described = []
+    for feature in features:
+        row = _feature(feature, responses, value=id(feature) not in computed)
+        if id(feature) in computed:
+            row["value"] = _mean_value(computed[id(feature)])
+        described.append(row)
+    return {"score": _number(score), "features": described}
 
 
 def _score_objectives(
     objectives: list[Any], indices: list[int], responses: dict[str, Any]
 ) -> dict[int, dict[str, Any]]:
     """``_score`` for several objectives, their eFEL values read in one go where possible."""
-    scored = {index: _score(objectives[index], responses, values=False) for index in indices}
     features = [
         feature for index in indices for feature in getattr(objectives[index], "features", [])
     ]
-    values = _efel_values(features, responses)
-    for index in indices:
-        for feature, described in zip(
-            getattr(objectives[index], "features", []), scored[index]["features"], strict=True
-        ):
-            described["value"] = (
-                values[id(feature)] if id(feature) in values else _feature_value(feature, responses)
-            )
-    return scored
+    computed = _efel_values(features, responses)
+    return {index: _score(objectives[index], responses, computed) for index in indices}
+
+
+def _given_score(feature: Any, values: Any):
+    """BluePyOpt's eFELFeature.calculate_score from already computed values: eFEL's
+    getDistance (efel 5.x; trace_check off, as BluePyOpt calls it), the same arithmetic in
+    the same order, then BluePyOpt's force_max_score."""
+
+    def calculate_score(responses: Any, trace_check: bool = False) -> Any:
+        if values is None or len(values) < 1:
+            return feature.max_score  # BluePyOpt passes it as getDistance's error_dist
+        distance = 0
+        for value in values:
+            distance += abs(value - feature.exp_mean)
+        distance = distance / feature.exp_std / len(values)
+        if distance != distance:  # NaN
+            distance = feature.max_score
+        if feature.force_max_score:
+            distance = min(distance, feature.max_score)
+        return distance
+
+    return calculate_score
+
+
+def _mean_value(values: Any) -> Any:
+    """What eFEL's getMeanFeatureValues (BluePyOpt's calculate_feature) gives for them."""
+    import numpy
+
+    return None if values is None or len(values) == 0 else _plain(numpy.mean(values))
 
 
 def _efel_values(features: list[Any], responses: dict[str, Any]) -> dict[int, Any]:
-    """The values of eFEL features (by ``id``), one eFEL call per trace and settings.
+    """The raw eFEL values of BluePyOpt eFEL features (by ``id``), one eFEL call per trace
+    and settings.
 
-    BluePyOpt's ``calculate_feature`` sets eFEL up and resets it for every feature, which
-    costs more than the feature itself; features sharing a trace and settings are read
-    together here. Features of other kinds, or any failure, are left to the caller.
+    BluePyOpt sets eFEL up, computes and resets it for every feature, once for its score
+    and once more for its value, which costs more than the simulation of a short protocol;
+    features sharing a trace and settings are read together here, once. Features of other
+    kinds (or whose scoring a model changed), or any failure, are left to the features' own
+    methods.
     """
     import efel
+    from bluepyopt.ephys.efeatures import eFELFeature
 
     groups: dict[tuple, list[Any]] = {}
     for feature in features:
         if not (
-            hasattr(feature, "_construct_efel_trace")
-            and hasattr(feature, "_setup_efel")
-            and isinstance(getattr(feature, "efel_feature_name", None), str)
+            isinstance(feature, eFELFeature)
+            and type(feature).calculate_score is eFELFeature.calculate_score
+            and type(feature).calculate_feature is eFELFeature.calculate_feature
+            and type(feature)._setup_efel is eFELFeature._setup_efel
+            and isinstance(feature.efel_feature_name, str)
         ):
             continue
         key = tuple(
@@ -486,16 +622,16 @@ def _efel_values(features: list[Any], responses: dict[str, Any]) -> dict[int, An
         try:
             trace = group[0]._construct_efel_trace(responses)
             if trace is None:
-                found = {}
-            else:
-                group[0]._setup_efel()
-                names = sorted({feature.efel_feature_name for feature in group})
-                found = efel.getMeanFeatureValues([trace], names, raise_warnings=False)[0]
-                efel.reset()
-        except Exception:  # the caller reads these one by one instead
+                continue  # the features' own methods give their error scores
+            group[0]._setup_efel()
+            names = sorted({feature.efel_feature_name for feature in group})
+            found = efel.getFeatureValues([trace], names, raise_warnings=False)[0]
+        except Exception:  # the features' own methods read them one by one instead
             continue
+        finally:
+            efel.reset()
         for feature in group:
-            values[id(feature)] = _plain(found.get(feature.efel_feature_name))
+            values[id(feature)] = found.get(feature.efel_feature_name)
     return values
 
 
