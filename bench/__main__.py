@@ -31,7 +31,15 @@ BENCHMARKS: dict[str, tuple[str, dict]] = {
     "sandbox_overhead": ("sandbox_overhead", {}),
     # The same runs of ours with model code unconfined: the sandbox's cost, beside the above.
     "local_speedup_sandbox_off": ("local_speedup", {"options": {"sandbox": Sandbox("off")}}),
+    "local_speedup_reference_sandbox_off": (
+        "local_speedup",
+        {"model": "reference", "options": {"sandbox": Sandbox("off")}},
+    ),
     "analysis_speed_sandbox_off": ("analysis_speed", {"options": {"sandbox": Sandbox("off")}}),
+    "analysis_speed_reference_sandbox_off": (
+        "analysis_speed",
+        {"model": "reference", "options": {"sandbox": Sandbox("off")}},
+    ),
 }
 REPEATS_VARIABLE = "BENCH_REPEATS"
 
