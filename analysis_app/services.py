@@ -35,6 +35,7 @@ from analysis_app.engine import ANALYSIS_FILE, AnalysisError, figures
 from analysis_app.engine.errors import INTERNAL, INVALID_SOURCE
 from analysis_app.engine_process import run_engine
 from analysis_app.models import Analysis
+from rebuild_site.deletion import DeleteRefused
 from rebuild_site.stored import folder_used, stored_files
 
 logger = logging.getLogger(__name__)
@@ -626,10 +627,6 @@ def analyses_sweep(*, redrive_after: timedelta) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- delete
-
-
-class DeleteRefused(Exception):
-    """The analysis cannot be deleted now; the message says why, for the user."""
 
 
 def analysis_delete_refusal(analysis: Analysis) -> str:

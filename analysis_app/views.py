@@ -15,6 +15,7 @@ from analysis_app.models import Analysis
 from models_app.models import Optimisation
 from nsg_app.models import Job
 from rebuild_site.query import query_int, query_text
+from rebuild_site.views import confirm_delete
 
 FIGURE_TITLES = {
     "morphology": "Morphology",
@@ -275,22 +276,16 @@ def analysis_save(request, pk):
 def analysis_delete(request, pk):
     """Delete an analysis with its stored files, after a confirmation page."""
     analysis = _get_analysis(request, pk)
-    if request.method == "POST" and request.POST.get("confirm") == "yes":
-        label = str(analysis)  # the row's id is gone once it is deleted
-        try:
-            removed = services.analysis_delete(analysis)
-        except services.DeleteRefused as error:
-            messages.error(request, f"Not deleted: {error}")
-            return redirect(analysis)
-        messages.success(request, f"{label} was deleted, with its {removed} stored file(s).")
-        return redirect("analysis_app:analyses")
-    return render(
+    return confirm_delete(
         request,
-        "analysis_app/delete.html",
-        {
+        analysis,
+        delete=lambda: services.analysis_delete(analysis),
+        label=str(analysis),
+        done="analysis_app:analyses",
+        template="analysis_app/delete.html",
+        context={
             "analysis": analysis,
             "files": services.analysis_stored_files(analysis),
             "refusal": services.analysis_delete_refusal(analysis),
         },
-        status=400 if request.method == "POST" else 200,
     )

@@ -55,6 +55,7 @@ from models_app.bpo.package import build_package
 from models_app.bpo.parameters import apply_bounds, bounds_changes
 from models_app.bpo.sandbox import Sandbox
 from models_app.models import Optimisation, ParameterSet, RunPackage
+from rebuild_site.deletion import DeleteRefused
 
 logger = logging.getLogger(__name__)
 
@@ -610,10 +611,6 @@ def _sandbox() -> Sandbox:
 
 
 # ----------------------------------------------------------------------------- delete
-
-
-class DeleteRefused(Exception):
-    """The upload cannot be deleted now; the message says why, for the user."""
 
 
 def _named(names: list[str], limit: int = 5) -> str:

@@ -29,6 +29,7 @@ from models_app.models import Optimisation, ParameterSet, RepositoryRefresh, Run
 from models_app.tasks import refresh_repository
 from rebuild_site.access import staff_required
 from rebuild_site.query import query_int, query_text
+from rebuild_site.views import confirm_delete
 
 
 def _get_optimisation(request, pk) -> Optimisation:
@@ -393,20 +394,14 @@ def upload_delete(request, pk):
     if not request.user.is_staff:
         uploads = uploads.filter(owner=request.user)
     optimisation = get_object_or_404(uploads.select_related("owner"), pk=pk)
-    if request.method == "POST" and request.POST.get("confirm") == "yes":
-        try:
-            removed = services.upload_delete(optimisation)
-        except services.DeleteRefused as error:
-            messages.error(request, f"Not deleted: {error}")
-            return redirect(optimisation)
-        messages.success(
-            request, f"{optimisation.name} was deleted, with its {removed} stored file(s)."
-        )
-        return redirect("models_app:catalogue")
-    return render(
+    return confirm_delete(
         request,
-        "models_app/delete.html",
-        {
+        optimisation,
+        delete=lambda: services.upload_delete(optimisation),
+        label=optimisation.name,
+        done="models_app:catalogue",
+        template="models_app/delete.html",
+        context={
             "optimisation": optimisation,
             "files": services.upload_stored_files(optimisation),
             "packages": optimisation.packages.count(),
@@ -414,5 +409,4 @@ def upload_delete(request, pk):
             "analyses": optimisation.analyses.count(),
             "refusal": services.upload_delete_refusal(optimisation),
         },
-        status=400 if request.method == "POST" else 200,
     )

@@ -52,7 +52,8 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete the selected jobs with their stored files (and at NSG)")
     def delete_with_files(self, request, queryset):
-        from nsg_app.retention import DeleteRefused, job_delete
+        from nsg_app.retention import job_delete
+        from rebuild_site.deletion import DeleteRefused
 
         deleted = 0
         for job in queryset.select_related("owner"):

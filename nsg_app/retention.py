@@ -20,16 +20,13 @@ from nsg_app.backends.local import work_dir
 from nsg_app.collection import MANIFEST
 from nsg_app.local.processes import end_process_group
 from nsg_app.models import Job
+from rebuild_site.deletion import DeleteRefused
 from rebuild_site.stored import stored_files
 
 _JOB_FOLDER = re.compile(r"job-(\d+)")
 _ANALYSIS_FOLDER = re.compile(r"analysis-(\d+)-.+")
 # Work folders of runs in these states hold nothing more to collect.
 _DONE = (Job.State.COLLECTED, Job.State.FAILED, Job.State.CANCELLED, Job.State.SUBMIT_FAILED)
-
-
-class DeleteRefused(Exception):
-    """The job cannot be deleted now, with a message for the user."""
 
 
 def work_folders_prune() -> int:

@@ -15,10 +15,10 @@ from nsg_app.backends.nsg import nsg_client, submission_fields
 from nsg_app.forms import VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitForm
 from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.nsg import NsgError, ValidationError
-from nsg_app.retention import DeleteRefused
 from nsg_app.retention import job_delete as job_delete_service
 from rebuild_site.query import query_int
 from rebuild_site.timezones import shown
+from rebuild_site.views import confirm_delete
 
 
 def _get_job(request, pk) -> Job:
@@ -221,23 +221,14 @@ def job_cancel(request, pk):
 def job_delete(request, pk):
     """Delete a job with its stored files, after a confirmation page."""
     job = _get_job(request, pk)
-    if request.method == "POST" and request.POST.get("confirm") == "yes":
-        try:
-            removed = job_delete_service(job)
-        except DeleteRefused as error:
-            messages.error(request, str(error))
-            return redirect(job)
-        messages.success(request, f"{job.folder} was deleted, with its {removed} stored file(s).")
-        return redirect("nsg_app:jobs")
-    return render(
+    return confirm_delete(
         request,
-        "nsg_app/delete.html",
-        {
-            "job": job,
-            "files": job.result_files.all(),
-            "analyses": job.analyses.count(),
-        },
-        status=400 if request.method == "POST" else 200,
+        job,
+        delete=lambda: job_delete_service(job),
+        label=job.folder,
+        done="nsg_app:jobs",
+        template="nsg_app/delete.html",
+        context={"job": job, "files": job.result_files.all(), "analyses": job.analyses.count()},
     )
 
 
