@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
+from analysis_app.engine.sources import NSG_OUTPUT_NAME as NSG_OUTPUT
 from models_app.bpo.package import MAX_SEED
 from models_app.models import RunPackage
 from nsg_app import services
@@ -109,10 +110,17 @@ def jobs_refresh(request):
 
 def job(request, pk):
     job = _get_job(request, pk)
+    files = job.result_files.all()
+    # "Continue" needs the run's checkpoint, which travels in its stored output.tar.gz.
+    continuable = (
+        job.owner == request.user
+        and job.package is not None
+        and any(file.name == NSG_OUTPUT for file in files)
+    )
     return render(
         request,
         "nsg_app/job.html",
-        {"job": job, "stages": job.stages.all(), "files": job.result_files.all()},
+        {"job": job, "stages": job.stages.all(), "files": files, "continuable": continuable},
     )
 
 
