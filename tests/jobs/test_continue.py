@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from models_app.bpo.package import seed_package
 from models_app.models import Optimisation, RunPackage
 from nsg_app.local import RunStatus, read_progress, run_package
 from nsg_app.models import Job
+from nsg_app.services import job_create_local
 from tests.fixtures.demo import DEMO_FOLDER, DEMO_NAME
+from tests.jobs.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -222,3 +225,54 @@ def test_the_page_refuses_a_model_whose_opt_neuron_cannot_resume(tmp_path, clien
             "-o",
             str(tmp_path / "out.zip"),
         )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_cancelled_run_keeps_its_checkpoint_and_is_continued_here(
+    client, alice, demo_package, running_worker
+):
+    package = demo_package(alice, offspring_size=4, max_ngen=200)
+    job = job_create_local(owner=alice, package=package, cores_per_node=2, runtime_hours=1)
+    wait_for(
+        job,
+        lambda j: (j.progress or {}).get("generation", 0) >= 3,
+        timeout=180,
+        what="generation 3 of the run",
+    )
+    client.force_login(alice)
+    client.post(f"/jobs/{job.pk}/cancel/")
+    wait_for(job, lambda j: j.state == Job.State.COLLECTED, timeout=120, what="the kept results")
+    assert job.stage == "CANCELLED" and "checkpoint" in job.error
+
+    job_page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'href="/catalogue/continue-job/{job.pk}/"' in job_page
+    page = client.get(f"/catalogue/continue-job/{job.pk}/").content.decode()
+    stored = int(page.split('id="stored-generation">', 1)[1].split("<", 1)[0])
+    assert stored >= 2 and 'id="offspring-size">4<' in page
+
+    response = client.post(
+        f"/catalogue/continue-job/{job.pk}/", {"max_ngen": str(stored + 2), "backend": "local"}
+    )
+    continuing = RunPackage.objects.exclude(pk=package.pk).get(owner=alice)
+    assert response["Location"] == f"/jobs/run-here/{continuing.pk}/"
+    client.post(
+        f"/jobs/run-here/{continuing.pk}/",
+        {"cores_per_node": "2", "runtime_hours": "1", "seed": "5"},
+    )
+    second = Job.objects.get(package=continuing)
+    assert second.folder != job.folder
+    wait_for(
+        second, lambda j: j.state == Job.State.COLLECTED, timeout=180, what="the continued run"
+    )
+
+    assert second.results_prefix != job.results_prefix
+    assert second.progress["generation"] == stored + 2
+    with tarfile.open(
+        fileobj=default_storage.open(f"{second.results_prefix}/output.tar.gz")
+    ) as tar:
+        member = f"./{continuing.run_name}/checkpoints/checkpoint.pkl"
+        logbook = pickle.loads(tar.extractfile(member).read(), encoding="latin1")["logbook"]
+    assert [record["gen"] for record in logbook] == list(range(1, stored + 3))
+    page = client.get(f"/jobs/{second.pk}/").content.decode()
+    assert f'<a href="/jobs/{job.pk}/">{job.folder}</a> from its generation {stored}' in page
