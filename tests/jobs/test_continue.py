@@ -13,6 +13,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 
+from analysis_app.engine.figures import evolution_figure
 from models_app.bpo.package import seed_package
 from models_app.models import Optimisation, RunPackage
 from nsg_app.local import RunStatus, read_progress, run_package
@@ -120,6 +121,10 @@ def test_a_two_generation_run_continued_to_four_keeps_its_first_generations(
     analysis = json.loads((out / "analysis.json").read_text())
     assert [row["gen"] for row in analysis["logbook"]] == [1, 2, 3, 4]
     assert analysis["logbook"][0]["min"] == pytest.approx(before[0]["min"])
+    assert analysis["continued_from"]["generation"] == 2
+    evolution = evolution_figure(analysis)
+    assert [shape.x0 for shape in evolution.layout.shapes] == [2]
+    assert "continued after generation 2" in evolution.layout.annotations[0].text
 
 
 def test_a_generation_count_at_or_below_the_checkpoints_is_refused(tmp_path, client, alice):
