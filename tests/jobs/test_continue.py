@@ -281,3 +281,76 @@ def test_a_cancelled_run_keeps_its_checkpoint_and_is_continued_here(
     assert [record["gen"] for record in logbook] == list(range(1, stored + 3))
     page = client.get(f"/jobs/{second.pk}/").content.decode()
     assert f'<a href="/jobs/{job.pk}/">{job.folder}</a> from its generation {stored}' in page
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_published_run_continued_on_nsg_joins_its_logbook(
+    client, alice, nsg_account, running_worker, running_beat
+):
+    model = _demo_model()
+    nsg_account(alice)
+    client.force_login(alice)
+
+    response = client.post(f"/catalogue/{model.pk}/continue/", {"max_ngen": "5", "backend": "nsg"})
+    package = RunPackage.objects.get(owner=alice)
+    assert response["Location"] == f"/jobs/run-nsg/{package.pk}/"
+    client.post(
+        f"/jobs/run-nsg/{package.pk}/",
+        {
+            "tool": "BLUEPYOPT_EXPANSE",
+            "nodes": "1",
+            "cores_per_node": "2",
+            # The emulator scales the runtime down (TIME_SCALE): NSG's longest.
+            "runtime_hours": "48",
+            "seed": "3",
+        },
+    )
+    job = Job.objects.get(owner=alice)
+    wait_for(job, lambda j: j.state == Job.State.COLLECTED, timeout=180, what="the NSG results")
+
+    assert job.flag == ""
+    with tarfile.open(fileobj=default_storage.open(f"{job.results_prefix}/output.tar.gz")) as tar:
+        member = f"./{package.run_name}/checkpoints/checkpoint.pkl"
+        logbook = pickle.loads(tar.extractfile(member).read(), encoding="latin1")["logbook"]
+    with open(DEMO_FOLDER / "checkpoints" / "seed1.pkl", "rb") as stream:
+        published = pickle.load(stream, encoding="latin1")["logbook"]
+    assert [record["gen"] for record in logbook] == [1, 2, 3, 4, 5]
+    assert [dict(record) for record in logbook[:4]] == [dict(record) for record in published]
+
+
+def test_only_the_owner_continues_a_job_and_only_a_visible_model(client, alice, bob, tmp_path):
+    from models_app.services import optimisation_import
+
+    model = _demo_model()
+    package = RunPackage.objects.create(
+        optimisation=model,
+        owner=alice,
+        run_name="CA1_pyr_cACpyr_ballstick3_20261203000000",
+        offspring_size=4,
+        max_ngen=2,
+        file="none.zip",
+        size=0,
+        sha256="0" * 64,
+    )
+    job = Job.objects.create(
+        owner=alice, backend=Job.Backend.LOCAL, package=package, folder=package.run_name
+    )
+    folder = tmp_path / "CA1_pyr_cACpyr_private_20200101010101"
+    shutil.copytree(DEMO_FOLDER, folder, ignore=shutil.ignore_patterns("x86_64", "__pycache__"))
+    private = optimisation_import(
+        source=folder, kind=Optimisation.Source.UPLOAD, owner=alice
+    ).optimisation
+    client.force_login(bob)
+
+    for url in (f"/catalogue/continue-job/{job.pk}/", f"/catalogue/{private.pk}/continue/"):
+        assert client.get(url).status_code == 404
+        assert client.post(url, {"max_ngen": "9", "backend": "local"}).status_code == 404
+    assert RunPackage.objects.count() == 1
+
+    # The owner's job without stored results: told what to do, no server error.
+    client.force_login(alice)
+    page = client.get(f"/catalogue/continue-job/{job.pk}/")
+    assert page.status_code == 200
+    assert "has no stored output.tar.gz: copy its results to storage first" in page.content.decode()
+    assert 'id="continue-button"' not in client.get(f"/jobs/{job.pk}/").content.decode()
