@@ -647,7 +647,12 @@ def continuation_source(*, optimisation: Optimisation, job=None) -> Iterator[tup
     from analysis_app.services import result_source
 
     with tempfile.TemporaryDirectory(prefix="continue-source-") as folder:
-        source = result_source(reference=f"job:{job.pk}", folder=Path(folder))
+        try:
+            source = result_source(reference=f"job:{job.pk}", folder=Path(folder))
+        except OSError as error:
+            raise CannotContinue(
+                [f"The stored output.tar.gz of {job.folder} cannot be read from storage: {error}"]
+            ) from None
         if source is None:
             raise CannotContinue(
                 [f"{job.folder} has no stored output.tar.gz: copy its results to storage first."]

@@ -17,7 +17,7 @@ from analysis_app.engine.figures import evolution_figure
 from models_app.bpo.package import seed_package
 from models_app.models import Optimisation, RunPackage
 from nsg_app.local import RunStatus, read_progress, run_package
-from nsg_app.models import Job
+from nsg_app.models import Job, ResultFile
 from nsg_app.services import job_create_local
 from tests.fixtures.demo import DEMO_FOLDER, DEMO_NAME
 from tests.jobs.conftest import wait_for
@@ -354,3 +354,12 @@ def test_only_the_owner_continues_a_job_and_only_a_visible_model(client, alice, 
     assert page.status_code == 200
     assert "has no stored output.tar.gz: copy its results to storage first" in page.content.decode()
     assert 'id="continue-button"' not in client.get(f"/jobs/{job.pk}/").content.decode()
+
+    # Its results listed but gone from storage: said, no server error.
+    ResultFile.objects.create(
+        job=job, name="output.tar.gz", storage_name="gone/output.tar.gz", size=1, sha256="0" * 64
+    )
+    assert 'id="continue-button"' in client.get(f"/jobs/{job.pk}/").content.decode()
+    page = client.get(f"/catalogue/continue-job/{job.pk}/")
+    assert page.status_code == 200
+    assert "cannot be read from storage" in page.content.decode()
