@@ -266,9 +266,19 @@ def _store_results(analysis: Analysis, out_dir: Path, document: dict[str, Any]) 
         result_prefix=prefix,
         result_files=names,
         fitness=best["fitness"],
+        evaluation_seconds=_evaluation_seconds(document),
         folder=analysis.folder or _safe_name(document["model"]["name"]),
         finished_at=timezone.now(),
     )
+
+
+def _evaluation_seconds(document: dict[str, Any]) -> float | None:
+    """The best individual's protocols' seconds in all (what a run's cost is forecast from)."""
+    rows = (document.get("timings") or {}).get("protocols") or []
+    seconds = [row.get("seconds") for row in rows if row.get("rank") == 1]
+    if not seconds or not all(isinstance(value, int | float) for value in seconds):
+        return None
+    return float(sum(seconds)) or None
 
 
 def _record_failure(analysis: Analysis, error: dict[str, Any]) -> None:

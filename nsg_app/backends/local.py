@@ -87,6 +87,8 @@ def progress_for_page(path: Path) -> dict | None:
         "average": progress.average,
         "std": progress.std,
         "cores": progress.cores,
+        # Wall time inside the optimisation's maps: with the cores, its time per evaluation.
+        "evaluation_seconds": progress.evaluation_seconds,
         "fraction": fraction,
         "elapsed_text": _clock((now - progress.started_at).total_seconds()),
         "left_text": _clock(left.total_seconds()) if left is not None else "",
