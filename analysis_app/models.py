@@ -85,6 +85,11 @@ class Analysis(models.Model):
     fitness = models.JSONField(
         default=dict, blank=True, help_text="The best individual's stored and recomputed fitness."
     )
+    evaluation_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds the best individual's protocols took in all: one evaluation on one core.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # The periodic sweep queues an analysis or a save again when nothing reports for a while.
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import traceback
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -267,9 +267,19 @@ def _store_results(analysis: Analysis, out_dir: Path, document: dict[str, Any]) 
         result_prefix=prefix,
         result_files=names,
         fitness=best["fitness"],
+        evaluation_seconds=_evaluation_seconds(document),
         folder=analysis.folder or _safe_name(document["model"]["name"]),
         finished_at=timezone.now(),
     )
+
+
+def _evaluation_seconds(document: dict[str, Any]) -> float | None:
+    """The best individual's protocols' seconds in all (what a run's cost is forecast from)."""
+    rows = (document.get("timings") or {}).get("protocols") or []
+    seconds = [row.get("seconds") for row in rows if row.get("rank") == 1]
+    if not seconds or not all(isinstance(value, int | float) for value in seconds):
+        return None
+    return float(sum(seconds)) or None
 
 
 def _record_failure(analysis: Analysis, error: dict[str, Any]) -> None:
@@ -591,6 +601,39 @@ def stored_result_find(*, reference: str) -> StoredResult | None:
 def stored_result_copy(*, result: StoredResult, folder: Path) -> Path:
     """Copy a stored result's output.tar.gz into ``folder``; the local file."""
     return _storage_read(result.storage_name, folder / NSG_OUTPUT)
+
+
+RESULT_FORMS = (
+    "job:<id>, a storage prefix of collected results, a local run folder, "
+    "an output.tar.gz or a zip of NSG results"
+)
+
+
+def result_source(
+    *, reference: str, folder: Path, announce: Callable[[str], None] | None = None
+) -> Path | None:
+    """The local file or folder a RESULT of the command line names (``RESULT_FORMS``).
+
+    A local path is used where it is; a job's or a storage prefix's output.tar.gz is copied
+    into ``folder`` (``announce`` is told so first). None when ``reference`` names nothing
+    of these.
+    """
+    local = Path(reference).expanduser()
+    if not reference.startswith("job:") and local.exists():
+        return local.resolve()
+    stored = stored_result_find(reference=reference)
+    if stored is None:
+        return None
+    if announce is not None:
+        announce(f"Copying {stored.storage_name} out of storage …")
+    return stored_result_copy(result=stored, folder=folder)
+
+
+def result_not_found(reference: str) -> str:
+    return (
+        f"{reference} is neither a local folder or file, a job id (job:<id>) with a stored "
+        "output.tar.gz, nor a storage prefix holding output.tar.gz."
+    )
 
 
 # ----------------------------------------------------------------------------- sweep

@@ -164,6 +164,12 @@ class RunPackage(models.Model):
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     fixes = models.JSONField(default=list, blank=True)
+    continued_from = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="{source, checkpoint, generation, offspring_size, resume_flag, job}: the "
+        "checkpoint a continuing package resumes from; empty for a new optimisation.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = OwnedQuerySet.as_manager()

@@ -31,8 +31,16 @@ from django.utils import timezone
 from models_app import repository
 from models_app.bpo.archive import ArchiveError, extract_zip
 from models_app.bpo.checkpoints import best_checkpoint, survey_checkpoints
+from models_app.bpo.continuation import (
+    CannotContinue,
+    ContinuedFrom,
+    continued_from,
+    no_resume_message,
+    resume_flag,
+)
 from models_app.bpo.errors import BpoError
 from models_app.bpo.layout import (
+    CHECKPOINTS_DIR,
     COMPILED_DIR_NAMES,
     MECHANISMS_DIR,
     is_archiver_litter,
@@ -51,7 +59,7 @@ from models_app.bpo.metadata import (
 )
 from models_app.bpo.naming import new_run_name, parse_name
 from models_app.bpo.optimisation import find_root, load_optimisation
-from models_app.bpo.package import build_package
+from models_app.bpo.package import PackageResult, build_package
 from models_app.bpo.parameters import apply_bounds, bounds_changes
 from models_app.bpo.sandbox import Sandbox
 from models_app.models import Optimisation, ParameterSet, RunPackage
@@ -560,6 +568,202 @@ def package_write(
             out=out,
             source_name=optimisation.name,
         )
+
+
+# ----------------------------------------------------------------------------- continue
+
+
+@contextmanager
+def continuation_open(
+    *,
+    optimisation: Optimisation,
+    source: Path,
+    source_label: str,
+    checkpoint_name: str | None = None,
+) -> Iterator[tuple[Path, ContinuedFrom]]:
+    """The run folder of a result of ``optimisation`` and the checkpoint to continue.
+
+    ``source`` is anything ``manage.py analyse`` reads (an output.tar.gz, a results zip, a
+    run folder, a catalogue model's folder); it is unpacked and its checkpoint chosen by the
+    analysis engine's own ``prepare_run`` (``checkpoint_name``, else the catalogue's best
+    run, else the only one, else the best stored fitness). The checkpoint's generation and
+    parents are read by the sandboxed survey. Raises CannotContinue, saying why.
+    """
+    from analysis_app.engine import AnalysisError
+    from analysis_app.engine.analysis import unpack_limits
+    from analysis_app.engine.sources import prepare_run
+
+    # Under ANALYSIS_WORK_DIR, like an analysis: a result may unpack to gigabytes.
+    settings.ANALYSIS_WORK_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="continue-", dir=settings.ANALYSIS_WORK_DIR) as work:
+        try:
+            prepared = prepare_run(
+                Path(source),
+                Path(work),
+                checkpoint_name=checkpoint_name,
+                limits=unpack_limits(settings.ANALYSIS_UNPACKED_MAX_BYTES),
+            )
+        except AnalysisError as error:
+            raise CannotContinue([error.message, *error.details.get("problems", [])]) from None
+        run_folder = prepared.run_folder
+        if prepared.optimisation.key != optimisation.key:
+            raise CannotContinue(
+                [
+                    f"{source_label} is a run of the optimisation '{prepared.optimisation.key}', "
+                    f"not of {optimisation.name} ('{optimisation.key}')."
+                ]
+            )
+        # Said before the checkpoints are read: the script alone decides this.
+        if resume_flag(run_folder) is None:
+            raise CannotContinue([no_resume_message(optimisation.name)])
+        summaries = {
+            summary.name: summary for summary in survey_checkpoints(run_folder, sandbox=_sandbox())
+        }
+        checkpoint = prepared.checkpoint
+        if checkpoint is None:
+            name = best_checkpoint(
+                summaries.values(), preferred=optimisation.best_checkpoint or None
+            )
+            checkpoint = run_folder / CHECKPOINTS_DIR / name
+        yield (
+            run_folder,
+            continued_from(
+                run_folder,
+                checkpoint,
+                summaries[checkpoint.name],
+                source=source_label,
+                model_name=optimisation.name,
+            ),
+        )
+
+
+@contextmanager
+def continuation_source(*, optimisation: Optimisation, job=None) -> Iterator[tuple[Path, str]]:
+    """What "Continue" reads: a job's stored output.tar.gz, or the catalogue model itself
+    (its own published checkpoints); and how to name it."""
+    if job is None:
+        with optimisation_folder(optimisation) as root:
+            yield root, f"the published run of {optimisation.name}"
+        return
+    from analysis_app.services import result_source
+
+    with tempfile.TemporaryDirectory(prefix="continue-source-") as folder:
+        try:
+            source = result_source(reference=f"job:{job.pk}", folder=Path(folder))
+        except OSError as error:
+            raise CannotContinue(
+                [f"The stored output.tar.gz of {job.folder} cannot be read from storage: {error}"]
+            ) from None
+        if source is None:
+            raise CannotContinue(
+                [f"{job.folder} has no stored output.tar.gz: copy its results to storage first."]
+            )
+        yield source, job.folder
+
+
+def continuation_read(*, optimisation: Optimisation, job=None) -> ContinuedFrom:
+    """The checkpoint "Continue" would resume from (generation, offspring size, flag)."""
+    with (
+        continuation_source(optimisation=optimisation, job=job) as (source, label),
+        continuation_open(optimisation=optimisation, source=source, source_label=label) as (
+            _,
+            found,
+        ),
+    ):
+        return found
+
+
+def package_continue_create(
+    *,
+    optimisation: Optimisation,
+    owner,
+    max_ngen: int,
+    job=None,
+    now: datetime | None = None,
+) -> RunPackage:
+    """Build, store and record the package that continues ``job`` (None: the catalogue
+    model's own published run) up to generation ``max_ngen``.
+
+    Raises CannotContinue, or bpo.package.InvalidPackageRequest for refused generations.
+    """
+    now = timezone.localtime(now or timezone.now())
+    run_name = new_run_name(optimisation.name, now)
+    with (
+        continuation_source(optimisation=optimisation, job=job) as (source, label),
+        continuation_open(optimisation=optimisation, source=source, source_label=label) as (
+            run_folder,
+            found,
+        ),
+        tempfile.TemporaryDirectory() as out_dir,
+    ):
+        zip_path = Path(out_dir) / f"{run_name}.zip"
+        result = _continued_package(run_folder, found, run_name, max_ngen, zip_path, optimisation)
+        storage_name = (
+            f"{PACKAGES_PREFIX}/{owner.get_username()}/{result.sha256[:12]}/{run_name}.zip"
+        )
+        with open(zip_path, "rb") as handle:
+            stored = default_storage.save(storage_name, File(handle))
+    try:
+        return RunPackage.objects.create(
+            optimisation=optimisation,
+            owner=owner,
+            run_name=run_name,
+            offspring_size=found.offspring_size,
+            max_ngen=max_ngen,
+            file=stored,
+            size=result.size,
+            sha256=result.sha256,
+            fixes=[fix.as_dict() for fix in result.fixes],
+            continued_from={**found.as_dict(), "job": job.pk if job is not None else None},
+        )
+    except BaseException:
+        default_storage.delete(stored)
+        raise
+
+
+def package_continue_write(
+    *,
+    optimisation: Optimisation,
+    source: Path,
+    source_label: str,
+    max_ngen: int,
+    out: str | os.PathLike,
+    checkpoint_name: str | None = None,
+    now: datetime | None = None,
+) -> PackageResult:
+    """The package continuing the result ``source`` straight to a file (manage.py
+    build_package --continue); nothing is stored. Raises as ``package_continue_create``."""
+    now = timezone.localtime(now or timezone.now())
+    with continuation_open(
+        optimisation=optimisation,
+        source=source,
+        source_label=source_label,
+        checkpoint_name=checkpoint_name,
+    ) as (run_folder, found):
+        return _continued_package(
+            run_folder, found, new_run_name(optimisation.name, now), max_ngen, out, optimisation
+        )
+
+
+def _continued_package(
+    run_folder: Path,
+    found: ContinuedFrom,
+    run_name: str,
+    max_ngen: int,
+    out,
+    optimisation: Optimisation,
+) -> PackageResult:
+    # The result's own run folder travels, not the catalogue's files: it holds the configs
+    # (the user's bounds) and code the checkpoint was made with.
+    return build_package(
+        run_folder,
+        run_name=run_name,
+        offspring_size=found.offspring_size,
+        max_ngen=max_ngen,
+        out=out,
+        source_name=optimisation.name,
+        continued_from=found,
+    )
 
 
 # ----------------------------------------------------------------------------- repository

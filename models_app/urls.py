@@ -14,5 +14,7 @@ urlpatterns = [
     path("<int:pk>/parameters/", views.save_parameters, name="save_parameters"),
     path("<int:pk>/package/", views.create_package, name="create_package"),
     path("<int:pk>/source/", views.source, name="source"),
+    path("<int:pk>/continue/", views.continue_published, name="continue"),
+    path("continue-job/<int:job_pk>/", views.continue_job, name="continue_job"),
     path("packages/<int:pk>/download/", views.package_download, name="package_download"),
 ]

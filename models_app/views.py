@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from models_app import services
+from models_app.bpo.continuation import RESUME_NOTE, CannotContinue
 from models_app.bpo.features import feature_rows
 from models_app.bpo.package import InvalidPackageRequest, init_script, max_ngen_warning
 from models_app.bpo.parameters import (
@@ -23,7 +24,7 @@ from models_app.bpo.parameters import (
 )
 from models_app.bpo.protocols import stimulus_traces
 from models_app.bpo.source import source_files
-from models_app.forms import RunSettingsForm, UploadForm
+from models_app.forms import ContinueForm, RunSettingsForm, UploadForm
 from models_app.highlight import highlighted, stylesheet
 from models_app.models import Optimisation, ParameterSet, RepositoryRefresh, RunPackage
 from models_app.tasks import refresh_repository
@@ -317,6 +318,59 @@ def create_package(request, pk):
         f"{reverse('models_app:detail', args=[pk])}?tab=optimisation&package={package.pk}"
         + (f"&version={version.version}" if version else "")
     )
+
+
+def continue_published(request, pk):
+    """ "Continue" the catalogue model's own published run (its best checkpoint)."""
+    return _continue(request, _get_optimisation(request, pk), job=None)
+
+
+def continue_job(request, job_pk):
+    """ "Continue" a run of the user's own, from the checkpoint in its stored results."""
+    from nsg_app.models import Job
+
+    job = get_object_or_404(
+        Job.objects.filter(owner=request.user, package__isnull=False).select_related(
+            "package__optimisation"
+        ),
+        pk=job_pk,
+    )
+    return _continue(request, job.package.optimisation, job=job)
+
+
+def _continue(request, optimisation, *, job):
+    context = {"optimisation": optimisation, "job": job, "resume_note": RESUME_NOTE}
+    try:
+        found = services.continuation_read(optimisation=optimisation, job=job)
+    except CannotContinue as error:
+        context["refusal"] = error.problems
+        status = 400 if request.method == "POST" else 200
+        return render(request, "models_app/continue.html", context, status=status)
+    form = ContinueForm(request.POST or None, stored_generation=found.generation)
+    context.update(form=form, found=found)
+    if request.method == "POST" and form.is_valid():
+        try:
+            package = services.package_continue_create(
+                optimisation=optimisation,
+                owner=request.user,
+                max_ngen=form.cleaned_data["max_ngen"],
+                job=job,
+            )
+        except (CannotContinue, InvalidPackageRequest) as error:
+            for problem in error.problems:
+                form.add_error(None, problem)
+        else:
+            messages.success(
+                request,
+                f"Created {package.filename}: it continues {found.source} from generation "
+                f"{found.generation} up to generation {package.max_ngen}.",
+            )
+            backend = form.cleaned_data["backend"]
+            return redirect(
+                "nsg_app:submit_nsg" if backend == "nsg" else "nsg_app:submit_local", package.pk
+            )
+    status = 400 if form.errors else 200
+    return render(request, "models_app/continue.html", context, status=status)
 
 
 def _built_package(request, optimisation) -> RunPackage | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from models_app.bpo.naming import new_run_name
 from models_app.bpo.package import MAX_SEED
+from models_app.bpo.run_cost import RunCost, run_cost
 from models_app.bpo.untrusted import UntrustedFileError
 from nsg_app.backends import backend_for
 from nsg_app.backends.nsg import nsg_client
@@ -384,3 +386,88 @@ def sweep() -> dict[str, int]:
 
 def job_cancel(job: Job) -> None:
     backend_for(job).cancel(job)
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+@dataclass(frozen=True)
+class MeasuredEvaluation:
+    """One evaluation's time on one core, and where it was measured."""
+
+    seconds: float
+    source: str
+
+
+def evaluation_measured(*, owner, optimisation) -> MeasuredEvaluation | None:
+    """The newest time per evaluation of ``optimisation`` measured by ``owner``'s own runs
+    here (their progress: seconds inside the maps, over the cores) or analyses (the best
+    individual's protocols). None before either exists."""
+    from analysis_app.models import Analysis
+
+    found: list[tuple[datetime, MeasuredEvaluation]] = []
+    jobs = Job.objects.filter(
+        owner=owner, backend=Job.Backend.LOCAL, package__optimisation=optimisation
+    ).order_by("-created_at")
+    for job in jobs[:MEASURED_JOBS_SEARCHED]:
+        seconds = _seconds_per_evaluation(job)
+        if seconds is not None:
+            found.append((job.created_at, MeasuredEvaluation(seconds, f"the run {job.folder}")))
+            break
+    analysis = (
+        Analysis.objects.filter(
+            Q(optimisation=optimisation) | Q(job__package__optimisation=optimisation),
+            owner=owner,
+            status=Analysis.Status.DONE,
+            evaluation_seconds__gt=0,
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+    if analysis is not None:
+        found.append(
+            (
+                analysis.finished_at or analysis.created_at,
+                MeasuredEvaluation(
+                    analysis.evaluation_seconds, f"the analysis {analysis.folder or analysis.pk}"
+                ),
+            )
+        )
+    return max(found, key=lambda pair: pair[0])[1] if found else None
+
+
+MEASURED_JOBS_SEARCHED = 20
+
+
+def _seconds_per_evaluation(job: Job) -> float | None:
+    progress = job.progress or {}
+    evaluations, seconds = progress.get("evaluations"), progress.get("evaluation_seconds")
+    cores = progress.get("cores") or job.cores_per_node
+    if not all(isinstance(value, int | float) and value > 0 for value in (evaluations, seconds)):
+        return None
+    if not isinstance(cores, int) or cores < 1:
+        return None
+    # The maps ran min(cores, offspring) evaluations at once.
+    offspring = progress.get("offspring_size")
+    workers = min(cores, offspring) if isinstance(offspring, int) and offspring > 0 else cores
+    return seconds * workers / evaluations
+
+
+def package_run_cost(
+    *, package, owner, nodes: int, cores_per_node: int, runtime_hours: float
+) -> tuple[RunCost | None, MeasuredEvaluation | None]:
+    """The expected cost of running ``package`` so, from ``owner``'s measurements of its
+    model; (None, None) when there are none yet."""
+    measured = evaluation_measured(owner=owner, optimisation=package.optimisation)
+    if measured is None:
+        return None, None
+    cost = run_cost(
+        seconds_per_evaluation=measured.seconds,
+        offspring_size=package.offspring_size,
+        max_ngen=package.max_ngen,
+        nodes=nodes,
+        cores_per_node=cores_per_node,
+        runtime_hours=runtime_hours,
+        continued_from_generation=(package.continued_from or {}).get("generation") or 0,
+    )
+    return cost, measured

@@ -11,6 +11,7 @@ urlpatterns = [
     path("nsg-account/forget/", views.account_forget, name="account_forget"),
     path("run-nsg/<int:package_pk>/", views.submit_nsg, name="submit_nsg"),
     path("run-here/<int:package_pk>/", views.submit_local, name="submit_local"),
+    path("run-cost/<int:package_pk>/", views.run_cost, name="run_cost"),
     path("<int:pk>/", views.job, name="job"),
     path("<int:pk>/status.json", views.job_status, name="job_status"),
     path("<int:pk>/check/", views.job_check, name="check"),

@@ -8,11 +8,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
+from analysis_app.engine.sources import NSG_OUTPUT_NAME as NSG_OUTPUT
 from models_app.bpo.package import MAX_SEED
 from models_app.models import RunPackage
 from nsg_app import services
 from nsg_app.backends.nsg import nsg_client, submission_fields
-from nsg_app.forms import VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitForm
+from nsg_app.forms import MAX_NODES, VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitForm
 from nsg_app.models import Job, NsgAccount, ResultFile
 from nsg_app.nsg import NsgError, ValidationError
 from nsg_app.retention import job_delete as job_delete_service
@@ -109,10 +110,17 @@ def jobs_refresh(request):
 
 def job(request, pk):
     job = _get_job(request, pk)
+    files = job.result_files.all()
+    # "Continue" needs the run's checkpoint, which travels in its stored output.tar.gz.
+    continuable = (
+        job.owner == request.user
+        and job.package is not None
+        and any(file.name == NSG_OUTPUT for file in files)
+    )
     return render(
         request,
         "nsg_app/job.html",
-        {"job": job, "stages": job.stages.all(), "files": job.result_files.all()},
+        {"job": job, "stages": job.stages.all(), "files": files, "continuable": continuable},
     )
 
 
@@ -271,11 +279,12 @@ def submit_nsg(request, package_pk):
         if _nsg_accepts(form, package, account):
             job = services.job_create_nsg(owner=request.user, package=package, **form.cleaned_data)
             messages.success(request, f"Submitting {package.run_name} to NSG.")
+            _warn_over_limit(request, package, form)
             return redirect(job)
     return render(
         request,
         "nsg_app/submit.html",
-        {"form": form, "package": package, "account": account},
+        {"form": form, "package": package, "account": account, **_cost(request, package, form)},
         status=400 if form.errors else 200,
     )
 
@@ -321,11 +330,12 @@ def submit_local(request, package_pk):
     if request.method == "POST" and form.is_valid():
         job = services.job_create_local(owner=request.user, package=package, **form.cleaned_data)
         messages.success(request, f"Running {package.run_name} on this machine.")
+        _warn_over_limit(request, package, form)
         return redirect(job)
     return render(
         request,
         "nsg_app/submit_local.html",
-        {"form": form, "package": package},
+        {"form": form, "package": package, **_cost(request, package, form)},
         status=400 if form.errors else 200,
     )
 
@@ -338,3 +348,74 @@ def _refused(request, template: str, form, package, refusal: str, **context):
         {"form": form, "package": package, "refusal": refusal, **context},
         status=400 if request.method == "POST" else 200,
     )
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def _run_shape(values) -> tuple[int, int, float] | None:
+    """(nodes, cores per node, runtime hours) from form or query values; None if unusable."""
+    nodes = query_int(values.get("nodes", "1"), minimum=1, maximum=MAX_NODES)
+    cores = query_int(values.get("cores_per_node"), minimum=1, maximum=MAX_CORES_ESTIMATED)
+    try:
+        runtime = float(values.get("runtime_hours"))
+    except (TypeError, ValueError):
+        return None
+    if nodes is None or cores is None or not 0 < runtime < float("inf"):
+        return None
+    return nodes, cores, runtime
+
+
+MAX_CORES_ESTIMATED = 10_000
+
+
+def _estimate(request, package, values) -> dict:
+    shape = _run_shape(values)
+    if shape is None:
+        return {"summary": "", "warning": "", "measured": ""}
+    cost, measured = services.package_run_cost(
+        package=package,
+        owner=request.user,
+        nodes=shape[0],
+        cores_per_node=shape[1],
+        runtime_hours=shape[2],
+    )
+    if cost is None:
+        return {
+            "summary": "",
+            "warning": "",
+            "measured": "No time per evaluation of this model is measured yet: run it here "
+            "once, or analyse a run of it, to see the expected wall time and core-hours.",
+        }
+    return {
+        "summary": cost.summary,
+        "warning": cost.warning,
+        "measured": f"From {measured.seconds:.1f} s per evaluation on one core, measured by "
+        f"{measured.source} on this machine.",
+    }
+
+
+def _cost(request, package, form) -> dict:
+    """The cost of the run as the form stands (its initial values before anything is typed)."""
+    values = {
+        name: form[name].value()
+        for name in ("nodes", "cores_per_node", "runtime_hours")
+        if name in form.fields
+    }
+    return {"cost": _estimate(request, package, values)}
+
+
+def _warn_over_limit(request, package, form) -> None:
+    warning = _estimate(request, package, form.cleaned_data)["warning"]
+    if warning:
+        messages.warning(request, f"Expected to take too long. {warning}")
+
+
+@require_GET
+def run_cost(request, package_pk):
+    """The expected cost for the submit pages, as their fields change."""
+    package = get_object_or_404(
+        RunPackage.objects.filter(owner=request.user).select_related("optimisation"),
+        pk=package_pk,
+    )
+    return JsonResponse(_estimate(request, package, request.GET))

@@ -587,6 +587,7 @@ def _write_outputs(
         "protocols": protocols,
         "individuals": individuals,
         "logbook": simulated["logbook"],
+        "continued_from": prepared.continued_from,
         "software": software,
         "timings": {
             **{name: round(seconds, 4) for name, seconds in timings.items()},

@@ -253,6 +253,15 @@ def evolution_figure(analysis: dict[str, Any]) -> go.Figure:
         hovermode="x unified",
         legend={"traceorder": "reversed"},
     )
+    continued = analysis.get("continued_from")
+    if continued:
+        # The logbook joins the earlier run's generations with this run's: say where.
+        figure.add_vline(
+            x=continued["generation"],
+            line={"dash": "dash", "color": "gray"},
+            annotation_text=f"continued after generation {continued['generation']}",
+            annotation_position="top left",
+        )
     return figure
 
 

@@ -73,6 +73,8 @@ class PreparedRun:
     warnings: list[str] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
     chosen_by: str = ""  # "name", "best_run", "only" or "" (the best stored fitness)
+    # A run that continued another: {"generation", "source"} from its package's manifest.
+    continued_from: dict[str, Any] | None = None
 
 
 def prepare_run(
@@ -126,6 +128,7 @@ def prepare_run(
         warnings,
         checkpoints=checkpoint_files(run_folder),
         chosen_by=chosen_by,
+        continued_from=_manifest_continued_from(run_folder),
     )
 
 
@@ -376,13 +379,30 @@ def _no_checkpoint(run_folder: Path, job_folder: Path) -> AnalysisError:
     )
 
 
-def _manifest_max_ngen(run_folder: Path) -> int | None:
+def _manifest(run_folder: Path) -> dict[str, Any]:
+    """The run package's manifest in the run folder; {} when missing or unreadable."""
     try:
         manifest = json.loads((run_folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-        value = manifest["run"]["max_ngen"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _manifest_max_ngen(run_folder: Path) -> int | None:
+    run = _manifest(run_folder).get("run")
+    value = run.get("max_ngen") if isinstance(run, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _manifest_continued_from(run_folder: Path) -> dict[str, Any] | None:
+    """Where the run continued another (the generation its checkpoint held), or None."""
+    continued = _manifest(run_folder).get("continued_from")
+    if not isinstance(continued, dict):
+        return None
+    generation, source = continued.get("generation"), continued.get("source")
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
+        return None
+    return {"generation": generation, "source": source[:200] if isinstance(source, str) else ""}
 
 
 def _job_error_tails(job_folder: Path) -> dict[str, str]:

@@ -50,6 +50,10 @@ class CheckpointSummary:
     hoc: str | None  # the cell the original analysis wrote beside it, when there
     fitness: float | None = None
     error: str = ""
+    # What a continued run needs: the generation stored, and the number of parents (the
+    # offspring size the run used, which BluePyOpt does not store otherwise).
+    generation: int | None = None
+    offspring_size: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,14 +61,19 @@ class CheckpointSummary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointSummary:
         fitness = data.get("fitness")
-        seed = data.get("seed")
         return cls(
             name=str(data["name"]),
-            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            seed=_whole(data.get("seed")),
             hoc=data.get("hoc") if isinstance(data.get("hoc"), str) else None,
             fitness=float(fitness) if isinstance(fitness, int | float) else None,
             error=str(data.get("error") or ""),
+            generation=_whole(data.get("generation")),
+            offspring_size=_whole(data.get("offspring_size")),
         )
+
+
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def checkpoint_files(run_folder: Path) -> list[Path]:
@@ -134,11 +143,26 @@ def stored_fitness(checkpoint: Any) -> float | None:
     return total if values and math.isfinite(total) else None
 
 
-def summarise_checkpoint(path: Path) -> CheckpointSummary:
-    """Read one checkpoint's stored fitness (unpickles: a process of its own only)."""
-    fitness, error = None, ""
+def stored_generation(checkpoint: Any) -> tuple[int | None, int | None]:
+    """The checkpoint's generation and its number of parents (the run's offspring size)."""
+    if not isinstance(checkpoint, dict):
+        return None, None
+    generation = checkpoint.get("generation")
     try:
-        fitness = stored_fitness(load_checkpoint(path))
+        parents = len(checkpoint.get("parents") or ())
+    except TypeError:
+        parents = 0
+    return _whole(generation), parents or None
+
+
+def summarise_checkpoint(path: Path) -> CheckpointSummary:
+    """Read one checkpoint's stored fitness and generation (unpickles: a process of its
+    own only)."""
+    fitness, error, generation, parents = None, "", None, None
+    try:
+        checkpoint = load_checkpoint(path)
+        fitness = stored_fitness(checkpoint)
+        generation, parents = stored_generation(checkpoint)
         if fitness is None:
             error = "its hall of fame holds no individual with a fitness"
     except Exception as failure:  # a damaged or foreign file: said, not fatal
@@ -149,6 +173,8 @@ def summarise_checkpoint(path: Path) -> CheckpointSummary:
         hoc=checkpoint_hoc(path),
         fitness=fitness,
         error=error,
+        generation=generation,
+        offspring_size=parents,
     )
 
 
@@ -161,7 +187,7 @@ def survey_checkpoints(
     timeout: float = SURVEY_TIMEOUT_SECONDS,
     sandbox: Sandbox | None = None,
 ) -> list[CheckpointSummary]:
-    """Every checkpoint of ``run_folder`` with its seed and stored fitness.
+    """Every checkpoint of ``run_folder`` with its seed, stored fitness and generation.
 
     The pickles are read by ``python -m models_app.bpo.checkpoints`` in a process of its own
     (the one child process of this module), in ``sandbox`` (default: bubblewrap): unpickling

@@ -47,6 +47,11 @@ class EntryScript:
     create_key: str | None = None  # the literal key of evaluator.create('<KEY>', ...)
     creates_evaluator: bool = False  # an evaluator.create(...) call was found
     syntax_error: str | None = None  # why the source is not Python 3, when it is not
+    # The script's command line as its argparse declares it: option string -> dest.
+    options: dict[str, str] = field(default_factory=dict)
+    # Keyword arguments of the optimisation's ``run(...)`` taken from the command line:
+    # keyword -> dest (``continue_cp=args.resume`` gives {"continue_cp": "resume"}).
+    run_options: dict[str, str] = field(default_factory=dict)
 
 
 def read_entry_script(source: str) -> EntryScript:
@@ -76,6 +81,12 @@ def read_entry_script(source: str) -> EntryScript:
     if create_call is not None:
         script.creates_evaluator = True
         _read_create_call(create_call, script)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "add_argument":
+                _read_argument(node, script)
+            elif node.func.attr == "run":
+                _read_run_call(node, script)
     return script
 
 
@@ -168,6 +179,31 @@ def _read_create_call(node: ast.Call, script: EntryScript) -> None:
 
 
 _NOT_LITERAL = object()
+
+
+def _read_argument(node: ast.Call, script: EntryScript) -> None:
+    """One ``parser.add_argument('--x', '--y', dest=...)``: its option strings and dest."""
+    strings = [_literal(argument) for argument in node.args]
+    flags = [value for value in strings if isinstance(value, str) and value.startswith("-")]
+    if not flags:
+        return
+    dest = next(
+        (_literal(keyword.value) for keyword in node.keywords if keyword.arg == "dest"), None
+    )
+    if not isinstance(dest, str):
+        # argparse's own rule: the first long option, else the first short one.
+        first = next((flag for flag in flags if flag.startswith("--")), flags[0])
+        dest = first.lstrip("-").replace("-", "_")
+    for flag in flags:
+        script.options.setdefault(flag, dest)
+
+
+def _read_run_call(node: ast.Call, script: EntryScript) -> None:
+    """``opt.run(max_ngen=args.max_ngen, continue_cp=args.resume, ...)``: keyword -> dest."""
+    for keyword in node.keywords:
+        value = keyword.value
+        if keyword.arg and isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name):
+            script.run_options.setdefault(keyword.arg, value.attr)
 
 
 def _literal(node: ast.AST) -> Any:

@@ -6,7 +6,8 @@ Layout (docs/optimisation-folder.md section 2)::
     <run_name>/opt_neuron.py           and every other top-level .py
     <run_name>/config/                 parameters.json replaced when new bounds are given
     <run_name>/model/ morphology/ mechanisms/
-    <run_name>/checkpoints/ figures/   empty; the run writes into them
+    <run_name>/checkpoints/ figures/   empty; the run writes into them (a continued run:
+                                       checkpoints/checkpoint.pkl, the one it resumes from)
     <run_name>/rebuild_manifest.json   where it came from, run settings, fixes applied
 
 Old checkpoints, figures, r_* traces, tools/, compiled mechanisms and caches stay behind.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .continuation import ContinuedFrom, generations_problem
 from .errors import BpoError
 from .fixes import AppliedFix, fix_bytes
 from .layout import (
@@ -55,7 +57,8 @@ SMALLEST_USEFUL_MAX_NGEN = 2
 
 MANIFEST_NAME = "rebuild_manifest.json"
 MANIFEST_VERSION = 1
-CHECKPOINT_ARGUMENT = "./checkpoints/checkpoint.pkl"
+CHECKPOINT_NAME = "checkpoint.pkl"
+CHECKPOINT_ARGUMENT = f"./{CHECKPOINTS_DIR}/{CHECKPOINT_NAME}"
 # The variable opt_neuron.py reads its random seed from (HBP models and the demo alike).
 SEED_VARIABLE = "BLUEPYOPT_SEED"
 MAX_SEED = 2**32 - 1  # numpy.random.seed takes 32-bit seeds
@@ -120,27 +123,39 @@ def max_ngen_warning(max_ngen: int) -> str | None:
     return None
 
 
-def optimisation_arguments(*, offspring_size: int, max_ngen: int) -> list[str]:
-    """The arguments after ``python3`` that start the optimisation."""
+def optimisation_arguments(
+    *, offspring_size: int, max_ngen: int, resume_flag: str | None = None
+) -> list[str]:
+    """The arguments after ``python3`` that start the optimisation, or continue it from
+    ``./checkpoints/checkpoint.pkl`` with the model's own ``resume_flag``."""
     return [
         ENTRY_SCRIPT,
         f"--max_ngen={max_ngen}",
         f"--offspring_size={offspring_size}",
-        "--start",
+        resume_flag or "--start",
         "--checkpoint",
         CHECKPOINT_ARGUMENT,
     ]
 
 
-def init_script(*, offspring_size: int, max_ngen: int, seed: int | None = None) -> str:
+def init_script(
+    *,
+    offspring_size: int,
+    max_ngen: int,
+    seed: int | None = None,
+    resume_flag: str | None = None,
+) -> str:
     """The text of the generated ``init.py`` (also shown in the source-code panel).
 
     ``seed`` is written into it: a job's copy of the package carries its seed this way,
-    because NSG passes no environment variables to the job.
+    because NSG passes no environment variables to the job. ``resume_flag``: the package
+    continues the checkpoint it carries (see ``optimisation_arguments``).
     """
     arguments = "\n".join(
         f'    "{argument}",'
-        for argument in optimisation_arguments(offspring_size=offspring_size, max_ngen=max_ngen)
+        for argument in optimisation_arguments(
+            offspring_size=offspring_size, max_ngen=max_ngen, resume_flag=resume_flag
+        )
     )
     folders = ", ".join(f'"{folder}"' for folder in EMPTY_RUN_DIRS)
     return f'''"""Start this folder's BluePyOpt optimisation (generated; see {MANIFEST_NAME}).
@@ -183,17 +198,23 @@ def build_package(
     parameters: Mapping[str, Any] | None = None,
     out: str | os.PathLike[str] | BinaryIO,
     source_name: str | None = None,
+    continued_from: ContinuedFrom | None = None,
 ) -> PackageResult:
     """Write the run package of the optimisation in ``root`` to ``out`` (a path or binary file).
 
     ``parameters`` replaces config/parameters.json (a whole document, ``{key: {...}}``).
     ``source_name`` names the source model in the manifest (default: the folder's name).
+    ``continued_from``: the package continues that checkpoint (carried as
+    checkpoints/checkpoint.pkl) with the model's resume flag, up to generation ``max_ngen``;
+    ``offspring_size`` must be the checkpoint's.
     Raises ``InvalidPackageRequest`` for bad settings or parameters and
     ``InvalidOptimisation`` when ``root`` is not a valid optimisation. Known legacy fixes are
     applied to the packaged copy only; ``root`` is never changed. Writing to a path replaces
     the file atomically.
     """
     offspring_size, max_ngen = _checked_settings(run_name, offspring_size, max_ngen)
+    if continued_from is not None:
+        _check_continuation(continued_from, offspring_size=offspring_size, max_ngen=max_ngen)
     optimisation = load_optimisation(Path(root), name=source_name)
     if parameters is not None:
         problems = _replacement_problems(parameters, optimisation.key)
@@ -205,8 +226,13 @@ def build_package(
         # Key order is kept (not sorted): the evaluator numbers its parameters in this order.
         text = json.dumps(parameters, indent=4, allow_nan=False) + "\n"
         files[f"{CONFIG_DIR}/{CONFIG_FILES['parameters']}"] = text.encode("utf-8")
-    files[INIT_SCRIPT] = init_script(offspring_size=offspring_size, max_ngen=max_ngen).encode()
-    warning = max_ngen_warning(max_ngen)
+    resume = continued_from.resume_flag if continued_from is not None else None
+    if continued_from is not None:
+        files[f"{CHECKPOINTS_DIR}/{CHECKPOINT_NAME}"] = continued_from.checkpoint.read_bytes()
+    files[INIT_SCRIPT] = init_script(
+        offspring_size=offspring_size, max_ngen=max_ngen, resume_flag=resume
+    ).encode()
+    warning = max_ngen_warning(max_ngen) if continued_from is None else None
     warnings = (warning,) if warning else ()
     manifest = _manifest(
         optimisation,
@@ -216,6 +242,7 @@ def build_package(
         parameters=parameters,
         fixes=fixes,
         warnings=warnings,
+        continued_from=continued_from,
     )
     files[MANIFEST_NAME] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
@@ -264,6 +291,7 @@ def seed_package(source: BinaryIO, out: BinaryIO, *, seed: int) -> bool:
                 offspring_size=int(run["offspring_size"]),
                 max_ngen=int(run["max_ngen"]),
                 seed=seed,
+                resume_flag=run.get("resume_flag") or None,
             ).encode(),
             manifests[0].filename: (
                 json.dumps({**manifest, "run": {**run, "seed": seed}}, indent=2, sort_keys=True)
@@ -289,6 +317,22 @@ def _checked_settings(run_name: str, offspring_size: object, max_ngen: object) -
     return parse_whole_number(offspring_size), parse_whole_number(max_ngen)
 
 
+def _check_continuation(
+    continued_from: ContinuedFrom, *, offspring_size: int, max_ngen: int
+) -> None:
+    problems = []
+    if offspring_size != continued_from.offspring_size:
+        problems.append(
+            f"A continued run keeps the checkpoint's offspring size, "
+            f"{continued_from.offspring_size}, not {offspring_size}."
+        )
+    problem = generations_problem(max_ngen, continued_from.generation)
+    if problem:
+        problems.append(problem)
+    if problems:
+        raise InvalidPackageRequest(problems)
+
+
 def _replacement_problems(parameters: Mapping[str, Any], key: str) -> list[str]:
     if not isinstance(parameters, Mapping) or list(parameters) != [key]:
         return [f"The new parameters must be a parameters.json document whose one key is '{key}'."]
@@ -304,6 +348,7 @@ def _manifest(
     parameters: Mapping[str, Any] | None,
     fixes: list[AppliedFix],
     warnings: tuple[str, ...],
+    continued_from: ContinuedFrom | None = None,
 ) -> dict[str, Any]:
     """The package's own record: what it was built from, how it runs, what was changed."""
     changes = (
@@ -311,8 +356,11 @@ def _manifest(
         if parameters is not None
         else []
     )
-    arguments = optimisation_arguments(offspring_size=offspring_size, max_ngen=max_ngen)
-    return {
+    resume = continued_from.resume_flag if continued_from is not None else None
+    arguments = optimisation_arguments(
+        offspring_size=offspring_size, max_ngen=max_ngen, resume_flag=resume
+    )
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "source": {"name": optimisation.name, "key": optimisation.key},
         "run": {
@@ -339,6 +387,10 @@ def _manifest(
         "fixes": [fix.as_dict() for fix in fixes],
         "warnings": list(warnings),
     }
+    if continued_from is not None:
+        manifest["run"]["resume_flag"] = resume
+        manifest["continued_from"] = continued_from.as_dict()
+    return manifest
 
 
 def _packaged_files(root: Path) -> tuple[dict[str, bytes], list[AppliedFix]]:

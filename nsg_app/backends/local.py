@@ -87,6 +87,8 @@ def progress_for_page(path: Path) -> dict | None:
         "average": progress.average,
         "std": progress.std,
         "cores": progress.cores,
+        # Wall time inside the optimisation's maps: with the cores, its time per evaluation.
+        "evaluation_seconds": progress.evaluation_seconds,
         "fraction": fraction,
         "elapsed_text": _clock((now - progress.started_at).total_seconds()),
         "left_text": _clock(left.total_seconds()) if left is not None else "",
@@ -223,8 +225,17 @@ class LocalBackend:
             job.progress = {**job.progress, "fraction": 1.0, "left_text": ""}
         job.save(update_fields=["stage", "progress", "updated_at"])
         stage_record(job, job.stage, message=result.reason)
-        if result.status == RunStatus.CANCELLED:
+        if result.status == RunStatus.CANCELLED and not result.checkpoint_found:
             job_finish(job, state=Job.State.CANCELLED, error="")
+        elif result.status == RunStatus.CANCELLED:
+            # Its last finished generation's checkpoint is worth keeping: it can be analysed
+            # or continued. So it is collected, as a run stopped by its time limit is.
+            job_finish(
+                job,
+                state=Job.State.COMPLETED,
+                error=f"{result.reason} The checkpoint of its last finished generation is "
+                "kept: it can be analysed or continued.",
+            )
         elif (run / "output.tar.gz").exists():
             # As on NSG, a run that failed or hit its time limit still has results worth
             # keeping (STDERR says why); the copy into storage flags them.

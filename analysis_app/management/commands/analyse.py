@@ -18,8 +18,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "result",
-            help="job:<id>, a storage prefix of collected results, a local run folder, "
-            "an output.tar.gz or a zip of NSG results",
+            help=services.RESULT_FORMS,
         )
         parser.add_argument("-o", "--output", required=True, help="the analysis folder to write")
         parser.add_argument("--top", type=int, default=1, help="individuals to simulate")
@@ -77,17 +76,12 @@ class Command(BaseCommand):
         self._summary(outcome)
 
     def _source(self, result: str, scratch: Path) -> Path:
-        local = Path(result).expanduser()
-        if not result.startswith("job:") and local.exists():
-            return local.resolve()
-        stored = services.stored_result_find(reference=result)
-        if stored is None:
-            raise CommandError(
-                f"{result} is neither a local folder or file, a job id (job:<id>) with a stored "
-                "output.tar.gz, nor a storage prefix holding output.tar.gz."
-            )
-        self.stdout.write(f"Copying {stored.storage_name} out of storage …")
-        return services.stored_result_copy(result=stored, folder=scratch / "source")
+        source = services.result_source(
+            reference=result, folder=scratch / "source", announce=self.stdout.write
+        )
+        if source is None:
+            raise CommandError(services.result_not_found(result))
+        return source
 
     def _summary(self, outcome) -> None:
         analysis = outcome.analysis
