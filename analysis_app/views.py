@@ -14,6 +14,7 @@ from analysis_app.forms import AnalysisSourceForm
 from analysis_app.models import Analysis
 from models_app.models import Optimisation
 from nsg_app.models import Job
+from nsg_app.services import seed_runs
 from rebuild_site.query import query_int, query_text
 from rebuild_site.views import confirm_delete
 
@@ -116,7 +117,11 @@ def _initial_choice(request) -> dict:
 
 def analysis(request, pk):
     analysis = _get_analysis(request, pk)
-    context = {"analysis": analysis, "document": None}
+    context = {
+        "analysis": analysis,
+        "document": None,
+        "seed_runs": seed_runs(analysis.job) if analysis.job else [],
+    }
     if analysis.status == Analysis.Status.DONE:
         try:
             document = services.analysis_document(analysis=analysis)

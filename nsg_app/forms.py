@@ -7,6 +7,8 @@ from django.core.validators import MaxValueValidator
 from models_app.bpo.package import MAX_SEED
 
 MAX_NODES = 72
+# Runs one Run may start, one seed each (the published HBP optimisations used 2 to 4).
+MAX_SEEDS = 8
 MAX_RUNTIME_HOURS = 48
 MIN_RUNTIME_HOURS = 0.1
 
@@ -20,6 +22,31 @@ def seed_field() -> forms.IntegerField:
         help_text="BLUEPYOPT_SEED of the run. Leave it empty for a fresh one; the seed of an "
         "earlier run repeats that run.",
     )
+
+
+def seeds_field() -> forms.IntegerField:
+    return forms.IntegerField(
+        label="Seeds",
+        required=False,  # empty: one run
+        min_value=1,
+        max_value=MAX_SEEDS,
+        initial=1,
+        help_text=f"Runs to start, each with a seed of its own (1 to {MAX_SEEDS}): an "
+        "optimisation's outcome depends on its seed, and the published ones used several. "
+        "With a seed chosen below, the runs take it and the next ones. Each run costs what "
+        "the forecast says.",
+    )
+
+
+def clean_seeds(form: forms.Form, cleaned: dict) -> None:
+    """Empty means one run; a chosen seed must leave room for the next ones."""
+    if "seeds" in cleaned and cleaned["seeds"] is None:
+        cleaned["seeds"] = 1
+    seed, seeds = cleaned.get("seed"), cleaned.get("seeds")
+    if seed is not None and seeds and seed + seeds - 1 > MAX_SEED:
+        form.add_error(
+            "seed", f"With {seeds} seeds, the seed can be at most {MAX_SEED - seeds + 1}."
+        )
 
 
 class NsgLoginForm(forms.Form):
@@ -48,6 +75,7 @@ class NsgSubmitForm(forms.Form):
         initial=0.5,
         help_text="At most 48 hours. Too short a runtime leaves no checkpoint.",
     )
+    seeds = seeds_field()
     seed = seed_field()
 
     def __init__(self, *args, **kwargs):
@@ -68,6 +96,7 @@ class NsgSubmitForm(forms.Form):
             cap = settings.NSG_TOOL_CORE_LIMITS[tool]
             if cores > cap:
                 self.add_error("cores_per_node", f"{tool} allows at most {cap} cores per node.")
+        clean_seeds(self, cleaned)
         return cleaned
 
 
@@ -90,6 +119,7 @@ class LocalRunForm(forms.Form):
         initial=1,
         help_text="The run is stopped when it takes longer.",
     )
+    seeds = seeds_field()
     seed = seed_field()
 
     def __init__(self, *args, **kwargs):
@@ -107,3 +137,8 @@ class LocalRunForm(forms.Form):
         self.fields["runtime_hours"].validators.append(
             MaxValueValidator(settings.LOCAL_MAX_RUNTIME_HOURS)
         )
+
+    def clean(self):
+        cleaned = super().clean()
+        clean_seeds(self, cleaned)
+        return cleaned

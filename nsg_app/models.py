@@ -102,6 +102,12 @@ class Job(models.Model):
     seed = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="BLUEPYOPT_SEED of the run (None: not known)."
     )
+    launch = models.CharField(
+        max_length=32,
+        blank=True,
+        db_index=True,
+        help_text="Shared by the runs of one package started together with several seeds.",
+    )
     tool = models.CharField(max_length=50, blank=True)
     nodes = models.PositiveIntegerField(null=True, blank=True)
     cores_per_node = models.PositiveIntegerField(null=True, blank=True)

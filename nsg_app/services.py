@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -75,6 +76,58 @@ def _run_folder_taken(owner, folder: str) -> bool:
     )
 
 
+def runs_create(create, *, seeds: int = 1, seed: int | None = None, **fields) -> list[Job]:
+    """``seeds`` runs of one package, made by ``create`` (job_create_nsg or
+    job_create_local), each with a seed of its own: ``seed`` and the next ones when it is
+    given, else fresh distinct ones. Several share a ``launch`` so that they are shown
+    together, the best marked. All are created or none."""
+    if seeds <= 1:
+        return [create(seed=seed, **fields)]
+    if seed is not None:
+        chosen = [seed + offset for offset in range(seeds)]
+    else:
+        fresh: set[int] = set()
+        while len(fresh) < seeds:
+            fresh.add(new_seed())
+        chosen = sorted(fresh)
+    launch = uuid.uuid4().hex
+    with transaction.atomic():
+        return [create(seed=one, launch=launch, **fields) for one in chosen]
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One of the runs started together: its job, its latest finished analysis, and
+    whether that analysis found the best (lowest) fitness of them all."""
+
+    job: Job
+    analysis: object | None  # analysis_app's Analysis
+    fitness: float | None  # the best individual's recomputed fitness
+    best: bool
+
+
+def seed_runs(job: Job) -> list[SeedRun]:
+    """The runs started together with ``job`` (itself included), by seed, each with the
+    fitness of its latest done analysis, the best marked; [] for a run started alone."""
+    from analysis_app.models import Analysis
+
+    if not job.launch:
+        return []
+    jobs = list(Job.objects.filter(owner=job.owner, launch=job.launch).order_by("seed", "pk"))
+    latest: dict[int, Analysis] = {}
+    for analysis in Analysis.objects.filter(job__in=jobs, status=Analysis.Status.DONE).order_by(
+        "finished_at", "pk"
+    ):
+        latest[analysis.job_id] = analysis
+    fitness = {
+        pk: analysis.fitness.get("recomputed")
+        for pk, analysis in latest.items()
+        if isinstance(analysis.fitness.get("recomputed"), int | float)
+    }
+    best = min(fitness, key=fitness.get) if fitness else None
+    return [SeedRun(run, latest.get(run.pk), fitness.get(run.pk), run.pk == best) for run in jobs]
+
+
 def _job_create(*, owner, package, seed: int | None, **fields) -> Job:
     """A new run of ``package``: a results folder of its own and a seed of its own.
 
@@ -114,11 +167,13 @@ def job_create_nsg(
     cores_per_node: int,
     runtime_hours: float,
     seed: int | None = None,
+    launch: str = "",
 ) -> Job:
     return _job_create(
         owner=owner,
         package=package,
         seed=seed,
+        launch=launch,
         backend=Job.Backend.NSG,
         tool=tool,
         nodes=nodes,
@@ -128,12 +183,19 @@ def job_create_nsg(
 
 
 def job_create_local(
-    *, owner, package, cores_per_node: int, runtime_hours: float, seed: int | None = None
+    *,
+    owner,
+    package,
+    cores_per_node: int,
+    runtime_hours: float,
+    seed: int | None = None,
+    launch: str = "",
 ) -> Job:
     return _job_create(
         owner=owner,
         package=package,
         seed=seed,
+        launch=launch,
         backend=Job.Backend.LOCAL,
         cores_per_node=cores_per_node,
         runtime_hours=runtime_hours,

@@ -120,7 +120,13 @@ def job(request, pk):
     return render(
         request,
         "nsg_app/job.html",
-        {"job": job, "stages": job.stages.all(), "files": files, "continuable": continuable},
+        {
+            "job": job,
+            "stages": job.stages.all(),
+            "files": files,
+            "continuable": continuable,
+            "seed_runs": services.seed_runs(job),
+        },
     )
 
 
@@ -277,10 +283,12 @@ def submit_nsg(request, package_pk):
         return redirect("nsg_app:account")
     if request.method == "POST" and form.is_valid():
         if _nsg_accepts(form, package, account):
-            job = services.job_create_nsg(owner=request.user, package=package, **form.cleaned_data)
-            messages.success(request, f"Submitting {package.run_name} to NSG.")
+            jobs = services.runs_create(
+                services.job_create_nsg, owner=request.user, package=package, **form.cleaned_data
+            )
+            messages.success(request, f"Submitting {_runs_named(package, jobs)} to NSG.")
             _warn_over_limit(request, package, form)
-            return redirect(job)
+            return _to_runs(jobs)
     return render(
         request,
         "nsg_app/submit.html",
@@ -289,9 +297,22 @@ def submit_nsg(request, package_pk):
     )
 
 
+def _runs_named(package, jobs: list[Job]) -> str:
+    if len(jobs) == 1:
+        return package.run_name
+    seeds = ", ".join(str(job.seed) for job in jobs)
+    return f"{len(jobs)} runs of {package.run_name} (seeds {seeds})"
+
+
+def _to_runs(jobs: list[Job]):
+    """One run: its page; several: the first one's, which lists them all."""
+    return redirect(jobs[0])
+
+
 def _nsg_accepts(form: NsgSubmitForm, package, account: NsgAccount) -> bool:
     """NSG's own check of the submission (validate), its errors put next to our fields."""
-    probe = Job(folder=package.run_name, **form.cleaned_data)
+    fields = {name: value for name, value in form.cleaned_data.items() if name != "seeds"}
+    probe = Job(folder=package.run_name, **fields)
     try:
         with (
             nsg_client(account.username, account.password(), interactive=True) as client,
@@ -328,10 +349,12 @@ def submit_local(request, package_pk):
     if refusal:
         return _refused(request, "nsg_app/submit_local.html", form, package, refusal)
     if request.method == "POST" and form.is_valid():
-        job = services.job_create_local(owner=request.user, package=package, **form.cleaned_data)
-        messages.success(request, f"Running {package.run_name} on this machine.")
+        jobs = services.runs_create(
+            services.job_create_local, owner=request.user, package=package, **form.cleaned_data
+        )
+        messages.success(request, f"Running {_runs_named(package, jobs)} on this machine.")
         _warn_over_limit(request, package, form)
-        return redirect(job)
+        return _to_runs(jobs)
     return render(
         request,
         "nsg_app/submit_local.html",
