@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -36,7 +37,13 @@ from nsg_app.local.processes import process_running
 from nsg_app.models import Job
 from rebuild_site.services import free_port
 from tests.analysis.conftest import remove_stored_folder, stored_files
-from tests.fixtures.processes import alive, kill_tree_sparing, tree_of_processes_mentioning
+from tests.fixtures.processes import (
+    alive,
+    command_line,
+    descendants,
+    kill_tree_sparing,
+    tree_of_processes_mentioning,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -117,7 +124,7 @@ def launch(tmp_path, worker_database_url):
     # The local run and anything else still working in this test's folder.
     for pid in tree_of_processes_mentioning(str(var_dir)):
         try:
-            os.kill(pid, 9)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -274,3 +281,21 @@ def _exists(prefix: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def test_kill_9_of_make_run_itself_takes_every_part_with_it(launch):
+    """`kill -9` of make run's own process (its parts run in sessions of their own)."""
+    first = launch()
+    parts = descendants(first.process.pid)
+    commands = " ".join(command_line(pid) for pid in parts)
+    assert all(part in commands for part in ("redis-server", "runserver", "worker", "beat"))
+
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait(timeout=30)
+
+    _wait("the parts of the killed make run to die", lambda: not any(map(alive, parts)), 60)
+    second = launch()  # the port is free again, and only one Redis uses var/redis
+    redis = [pid for pid in descendants(second.process.pid) if "redis-server" in command_line(pid)]
+    assert len(redis) == 1
+    response = requests.get(f"http://127.0.0.1:{launch.port}/login/", timeout=30)
+    assert response.status_code == 200 and "Log in" in response.text
