@@ -664,7 +664,9 @@ def analyses_sweep(*, redrive_after: timedelta) -> dict[str, int]:
         for analysis_id, queued_at in rows.values_list("pk", "queued_at"):
             # Claimed, so that two sweeps at once queue it once.
             if Analysis.objects.filter(pk=analysis_id, queued_at=queued_at).update(queued_at=now):
-                task.delay(analysis_id)
+                transaction.on_commit(
+                    lambda task=task, analysis_id=analysis_id: task.delay(analysis_id)
+                )
                 counts[kind] += 1
     return counts
 

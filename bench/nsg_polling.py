@@ -1,7 +1,7 @@
 """One poll cycle for 1,000 active NSG jobs across 50 accounts (issue: 50 requests, not 1,050).
 
-The site polls NSG once per account (`GET /job/{user}?expand=true`, nsg_app.backends.nsg
-.account_poll); the HHNB portal lists the jobs and then asks for each one (N+1 requests).
+The site polls NSG once per account (`GET /job/{user}?expand=true`, nsg_app.polling
+.account_poll, run by the poll task through nsg_app.services); the HHNB portal lists the jobs and then asks for each one (N+1 requests).
 Both are measured against the NSG emulator, started as a subprocess on loopback with 50
 users and 20 jobs each. The jobs are real emulator jobs, submitted as zips whose init.py
 would sleep for an hour, but a long --stage-seconds keeps them in QUEUE: they are listed
@@ -202,8 +202,9 @@ def _accounts_with_queued_jobs(users: dict[str, str]) -> None:
     """Site users with checked NSG accounts, each with JOBS_PER_ACCOUNT jobs queued at NSG."""
     from django.contrib.auth import get_user_model
 
-    from nsg_app.backends.nsg import job_apply_status, nsg_client, submission_fields
+    from nsg_app.backends.nsg import nsg_client, submission_fields
     from nsg_app.models import Job
+    from nsg_app.polling import job_apply_status
     from nsg_app.services import nsg_account_save
 
     package = _sleeper_zip()
@@ -274,7 +275,7 @@ def _in_threads(function, items: list, threads: int) -> list:
 
 def _poll_cycle(threads: int) -> Counter:
     """What beat's poll_active_jobs dispatches, run here: one account_poll per due account."""
-    from nsg_app.backends.nsg import account_poll, accounts_due
+    from nsg_app.polling import account_poll, accounts_due
 
     due = list(accounts_due().values_list("pk", flat=True))
     return Counter(_in_threads(account_poll, due, threads))
@@ -294,9 +295,10 @@ def _expand_requests_only(users: dict[str, str]) -> int:
 def _n_plus_one(threads: int, *, apply: bool) -> int:
     """The HHNB way: the job list without expand, then one job_status per job listed;
     with `apply`, the statuses are then stored as account_poll stores its own."""
-    from nsg_app.backends.nsg import client_for, statuses_apply
+    from nsg_app.backends.nsg import client_for
     from nsg_app.models import NsgAccount
     from nsg_app.nsg.documents import parse_root
+    from nsg_app.polling import statuses_apply
 
     def one_account(account: NsgAccount) -> int:
         with client_for(account) as client:

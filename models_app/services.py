@@ -769,6 +769,18 @@ def _continued_package(
 # ----------------------------------------------------------------------------- repository
 
 
+def repository_refresh_request(*, started_by):
+    """Staff's "Refresh from repository": a refresh row, its task queued once it commits."""
+    from models_app.models import RepositoryRefresh
+    from models_app.tasks import refresh_repository
+
+    refresh = RepositoryRefresh.objects.create(
+        started_by=started_by, source_url=settings.MODEL_REPOSITORY_INDEX_URL
+    )
+    transaction.on_commit(lambda: refresh_repository.delay(refresh.pk))
+    return refresh
+
+
 def repository_refresh_run(refresh) -> None:
     """Import or update every optimisation the repository lists, recording progress."""
     from models_app.models import RepositoryRefresh

@@ -4,7 +4,6 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from django.contrib import messages
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import Q
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -27,7 +26,6 @@ from models_app.bpo.source import source_files
 from models_app.forms import ContinueForm, RunSettingsForm, UploadForm
 from models_app.highlight import highlighted, stylesheet
 from models_app.models import Optimisation, ParameterSet, RepositoryRefresh, RunPackage
-from models_app.tasks import refresh_repository
 from rebuild_site.access import staff_required
 from rebuild_site.query import query_int, query_text
 from rebuild_site.views import confirm_delete
@@ -109,12 +107,7 @@ def refresh(request):
     if RepositoryRefresh.objects.filter(status__in=["queued", "running"]).exists():
         messages.info(request, "A refresh from the repository is already running.")
         return redirect("models_app:catalogue")
-    from django.conf import settings
-
-    refresh = RepositoryRefresh.objects.create(
-        started_by=request.user, source_url=settings.MODEL_REPOSITORY_INDEX_URL
-    )
-    transaction.on_commit(lambda: refresh_repository.delay(refresh.pk))
+    services.repository_refresh_request(started_by=request.user)
     messages.info(request, "Refreshing from the repository; progress shows below.")
     return redirect("models_app:catalogue")
 

@@ -20,10 +20,11 @@ from models_app.bpo.package import MAX_SEED
 from models_app.bpo.run_cost import RunCost, run_cost
 from models_app.bpo.untrusted import UntrustedFileError
 from nsg_app.backends import backend_for
-from nsg_app.backends.nsg import nsg_client
+from nsg_app.backends.nsg import nsg_client, submission_fields
 from nsg_app.collection import MANIFEST, CollectError, store_results
 from nsg_app.models import Job, NsgAccount
-from nsg_app.nsg import AuthenticationError, NsgError
+from nsg_app.nsg import AuthenticationError, NsgError, ValidationError
+from nsg_app.polling import account_poll, accounts_due, job_apply_status
 from nsg_app.stages import stage_record
 from rebuild_site.stored import folder_used
 
@@ -60,6 +61,42 @@ def nsg_account_save(*, owner, username: str, password: str) -> NsgAccount:
     account.last_error = ""
     account.save()
     return account
+
+
+class SubmissionRefused(Exception):
+    """NSG's own check refused a submission (or could not be made), with a message for the
+    user and NSG's messages by parameter name (vparam names; empty when none named)."""
+
+    def __init__(self, message: str, param_errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.param_errors = param_errors or {}
+
+
+def nsg_submission_check(*, account: NsgAccount, package, **fields) -> None:
+    """NSG's own check of a submission (validate), before any job is created: raises
+    SubmissionRefused with what NSG said."""
+    probe = Job(folder=package.run_name, **fields)
+    try:
+        with (
+            nsg_client(account.username, account.password(), interactive=True) as client,
+            default_storage.open(package.file, "rb") as handle,
+        ):
+            client.validate(
+                fields["tool"],
+                handle,
+                input_filename=package.filename,
+                **submission_fields(probe),
+            )
+    except ValidationError as error:
+        raise SubmissionRefused(
+            f"NSG refused the job: {error.display_message or error.message}",
+            dict(error.param_errors),
+        ) from None
+    except NsgError as error:
+        raise SubmissionRefused(
+            f"NSG could not check the job ({error.display_message or type(error).__name__}); "
+            "try again later."
+        ) from None
 
 
 def new_seed() -> int:
@@ -238,7 +275,13 @@ def job_start(job_id: int) -> str:
         ):
             return NOT_CLAIMED
         job.refresh_from_db()
-        _run_failing_loudly(job, lambda: backend_for(job).submit(job, retry=retry))
+
+        def submit() -> None:
+            first_status = backend_for(job).submit(job, retry=retry)
+            if first_status is not None:
+                job_apply_status(job, first_status)
+
+        _run_failing_loudly(job, submit)
         finished_jobs_collect(pk=job_id)
         return STARTED
     if job.state == Job.State.ACTIVE and job.backend == Job.Backend.LOCAL:
@@ -286,8 +329,6 @@ def finished_jobs_collect(**which) -> int:
 
 def account_poll_run(account_id: int, *, force: bool = False) -> str:
     """The poll task: one request to NSG for the account, then the copies it finished."""
-    from nsg_app.backends.nsg import account_poll
-
     outcome = account_poll(account_id, force=force)
     owner = NsgAccount.objects.filter(pk=account_id).values_list("owner", flat=True).first()
     if owner is not None:
@@ -408,16 +449,15 @@ def sweep() -> dict[str, int]:
     step queued twice runs once; the sweep claims each re-queue the same way (queued_at).
     """
     from analysis_app.services import analyses_sweep
-    from nsg_app.backends.nsg import accounts_due
     from nsg_app.retention import analysis_folders_prune, work_folders_prune
-    from nsg_app.tasks import collect_job, poll_account
+    from nsg_app.tasks import collect_job, poll_account, run_local_job, submit_job
 
     now = timezone.now()
     redrive_after = timedelta(seconds=settings.REDRIVE_AFTER_SECONDS)
     stale = _stale()
     accounts = list(accounts_due().values_list("pk", flat=True))
     for account_id in accounts:
-        poll_account.delay(account_id)
+        transaction.on_commit(lambda account_id=account_id: poll_account.delay(account_id))
     not_lately = Q(queued_at__isnull=True) | Q(queued_at__lt=now - redrive_after)
     unwatched = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
     to_start = Job.objects.filter(not_lately, unwatched).filter(
@@ -434,12 +474,10 @@ def sweep() -> dict[str, int]:
             if not Job.objects.filter(pk=job.pk, queued_at=job.queued_at).update(queued_at=now):
                 continue  # another sweep queued it a moment ago
             if key == "restarted_jobs":
-                from nsg_app.tasks import run_local_job, submit_job
-
                 task = run_local_job if job.backend == Job.Backend.LOCAL else submit_job
-                task.delay(job.pk)
             else:
-                collect_job.delay(job.pk)
+                task = collect_job
+            transaction.on_commit(lambda task=task, job_id=job.pk: task.delay(job_id))
             counts[key] += 1
     counts.update(analyses_sweep(redrive_after=redrive_after))
     counts["work_folders_removed"] = work_folders_prune() + analysis_folders_prune()

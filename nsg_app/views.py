@@ -12,10 +12,9 @@ from analysis_app.engine.sources import NSG_OUTPUT_NAME as NSG_OUTPUT
 from models_app.bpo.package import MAX_SEED
 from models_app.models import RunPackage
 from nsg_app import services
-from nsg_app.backends.nsg import nsg_client, submission_fields
 from nsg_app.forms import MAX_NODES, VPARAM_FIELDS, LocalRunForm, NsgLoginForm, NsgSubmitForm
 from nsg_app.models import Job, NsgAccount, ResultFile
-from nsg_app.nsg import NsgError, ValidationError
+from nsg_app.nsg import NsgError
 from nsg_app.retention import job_delete as job_delete_service
 from rebuild_site.query import query_int
 from rebuild_site.timezones import shown
@@ -310,31 +309,15 @@ def _to_runs(jobs: list[Job]):
 
 
 def _nsg_accepts(form: NsgSubmitForm, package, account: NsgAccount) -> bool:
-    """NSG's own check of the submission (validate), its errors put next to our fields."""
+    """NSG's own check of the submission, its errors put next to our fields."""
     fields = {name: value for name, value in form.cleaned_data.items() if name != "seeds"}
-    probe = Job(folder=package.run_name, **fields)
     try:
-        with (
-            nsg_client(account.username, account.password(), interactive=True) as client,
-            default_storage.open(package.file, "rb") as handle,
-        ):
-            client.validate(
-                form.cleaned_data["tool"],
-                handle,
-                input_filename=package.filename,
-                **submission_fields(probe),
-            )
-    except ValidationError as error:
-        for param, message in error.param_errors.items():
+        services.nsg_submission_check(account=account, package=package, **fields)
+    except services.SubmissionRefused as refused:
+        for param, message in refused.param_errors.items():
             form.add_error(VPARAM_FIELDS.get(param), f"NSG: {message}")
-        if not error.param_errors:
-            form.add_error(None, f"NSG refused the job: {error.display_message or error.message}")
-        return False
-    except NsgError as error:
-        form.add_error(
-            None,
-            f"NSG could not check the job ({error.display_message or type(error).__name__}); try again later.",
-        )
+        if not refused.param_errors:
+            form.add_error(None, str(refused))
         return False
     return True
 

@@ -4,7 +4,8 @@ Two workers: one for the site's short tasks (the default queue), one for local r
 (the "runs" queue), so that hours-long runs never hold up polling, collection or analyses.
 
 Each part runs in a process group of its own; Ctrl-C (or SIGTERM) stops every group, and
-if any part dies the others are stopped too, so nothing is ever left running.
+if any part dies the others are stopped too, so nothing is ever left running. A part dies
+with the launcher even when the launcher is SIGKILLed (services.die_with_parent).
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import time
 from pathlib import Path
 
 from rebuild_site.environment import load_env_file
-from rebuild_site.services import PrivateRedis, start_private_redis, wait_for_port
+from rebuild_site.services import (
+    PrivateRedis,
+    die_with_parent,
+    start_private_redis,
+    wait_for_port,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,7 +44,9 @@ class Supervisor:
         self.redis: PrivateRedis | None = None
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
-        process = subprocess.Popen(command, env=env, cwd=BASE_DIR, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, cwd=BASE_DIR, start_new_session=True, preexec_fn=die_with_parent
+        )
         self.processes[name] = process
         return process
 

@@ -1,4 +1,4 @@
-"""Where jobs run. Each backend submits, refreshes, lists results and cancels; the rest
+"""Where jobs run. Each backend submits, lists results and cancels; the rest
 (stage history, collection into storage, flags, pages) is shared.
 
     backend = backend_for(job)

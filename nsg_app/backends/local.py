@@ -248,9 +248,6 @@ class LocalBackend:
                 error=result.reason + (f"\n{result.stderr_tail}" if result.stderr_tail else ""),
             )
 
-    def refresh(self, job: Job) -> None:
-        """Nothing to ask: the task that runs the job writes its progress as it goes."""
-
     def result_sources(self, job: Job) -> Iterable[ResultSource]:
         run = work_dir(job) / "run"
         for name in RESULT_FILES:

@@ -7,8 +7,8 @@ import tarfile
 import pytest
 from django.core.files.storage import default_storage
 
-from nsg_app.backends.nsg import account_poll
 from nsg_app.models import Job, NsgAccount, ResultFile
+from nsg_app.polling import NOT_DUE, POLL_FAILED
 from nsg_app.services import account_poll_run, job_collect
 from rebuild_site.stored import folder_used
 from tests.jobs.conftest import wait_for
@@ -171,14 +171,14 @@ def test_poll_errors_back_off_and_lose_nothing(
     else:
         emulator.add_fault("alice", fault)
 
-    assert account_poll(account.pk) == "failed"
+    assert account_poll_run(account.pk) == POLL_FAILED
 
     account.refresh_from_db()
     job.refresh_from_db()
     assert account.poll_failures == 1 and account.last_error
     assert account.next_poll_at is not None and account.next_poll_at > account.last_polled_at
     assert job.state == Job.State.ACTIVE and job.handle == status.handle
-    assert account_poll(account.pk) == "not due"  # backing off: no request before next_poll_at
+    assert account_poll_run(account.pk) == NOT_DUE  # backing off: no request before next_poll_at
 
     emulator.clear_faults()
     settings.NSG_BASE_URL = emulator.base_url
@@ -210,7 +210,7 @@ def test_one_request_per_account_per_poll_whatever_the_number_of_jobs(
         _active_job(alice, package, handle)
     emulator.forget_requests()
 
-    account_poll(account.pk)
+    account_poll_run(account.pk)
 
     requests = emulator.requests_of("alice")
     assert [(r["method"], r["path"]) for r in requests] == [
@@ -236,7 +236,7 @@ def test_jobs_submitted_elsewhere_appear_in_the_job_manager(
 
     job = _eventually(
         lambda: Job.objects.filter(handle=elsewhere.handle).first(),
-        tick=lambda: account_poll(account.pk, force=True),
+        tick=lambda: account_poll_run(account.pk, force=True),
     )
     assert job.external and job.owner == alice and job.folder == "my_other_run"
     assert elsewhere.handle in client.get("/jobs/").content.decode()
@@ -333,7 +333,7 @@ def test_cancel_stops_the_job_at_nsg(client, alice, nsg_account, script_package,
     account = nsg_account(alice)
     package = script_package(alice, "import time\ntime.sleep(120)\n")
     status, job = _submitted_elsewhere(emulator, alice, package)
-    account_poll(account.pk)
+    account_poll_run(account.pk)
     client.force_login(alice)
 
     response = client.post(f"/jobs/{job.pk}/cancel/", follow=True)
@@ -508,7 +508,7 @@ def test_a_stage_stored_twice_by_a_race_does_not_stop_the_polls(
     wait_for(
         job,
         lambda j: j.state in (Job.State.COMPLETED, Job.State.COLLECTED),
-        tick=lambda: account_poll(account.pk),
+        tick=lambda: account_poll_run(account.pk),
         timeout=60,
     )
 
