@@ -232,7 +232,7 @@ def objectives_figure(compared: dict[str, Any]) -> go.Figure:
             )
         )
     figure.update_layout(
-        title=f"Objectives, worst first: {compared['summary']}",
+        title="Objectives, worst first (lower is better)",
         template=_TEMPLATE,
         barmode="group",
         height=160 + 18 * len(rows) * len(compared["fitness"]),
@@ -344,6 +344,7 @@ def parameters_figure(entries: list[Compared]) -> go.Figure:
                     "width": 6,
                 },
                 offsetgroup=str(index),
+                orientation="h",  # side by side within the row (scattermode "group")
                 customdata=[
                     [_shown(rows[n]["value"]), _shown(rows[n]["lower"]), _shown(rows[n]["upper"])]
                     for n in shown
@@ -356,7 +357,7 @@ def parameters_figure(entries: list[Compared]) -> go.Figure:
             )
         )
     figure.update_layout(
-        title="Parameters within each analysis' own bounds (whiskers: the bounds)",
+        title="Parameters within each one's bounds (whiskers)",
         template=_TEMPLATE,
         scattermode="group",
         height=160 + 22 * len(names) * len(entries),
@@ -407,6 +408,7 @@ def features_figure(entries: list[Compared]) -> go.Figure:
                 mode="markers",
                 marker={"size": 10, "color": _colour(index)},
                 offsetgroup=str(index),
+                orientation="h",  # side by side within the row (scattermode "group")
                 customdata=[_objective_hover(row) for row, _ in valued],
                 hovertemplate=f"<b>%{{y}}</b><br>{entry.name}<br>%{{customdata}}<extra></extra>",
                 name=entry.name,
@@ -421,6 +423,7 @@ def features_figure(entries: list[Compared]) -> go.Figure:
                     mode="markers",
                     marker={"size": 10, "symbol": "x", "color": _colour(index)},
                     offsetgroup=str(index),
+                    orientation="h",
                     hovertemplate=f"<b>%{{y}}</b><br>{entry.name}: the model gave no value"
                     "<extra></extra>",
                     name=f"{entry.name}: no value",
@@ -430,7 +433,7 @@ def features_figure(entries: list[Compared]) -> go.Figure:
     figure.add_vrect(x0=-1, x1=1, fillcolor="rgba(150, 150, 150, 0.3)", line_width=0, layer="below")
     figure.add_vline(x=0, line={"color": "black", "width": 1})
     figure.update_layout(
-        title="Features: model values against the experimental mean ± std (grey band)",
+        title="Features against the experimental mean ± std",
         template=_TEMPLATE,
         scattermode="group",
         height=160 + 20 * len(names) * len(entries),
