@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from analysis_app.engine import ANALYSIS_FILE, AnalysisError, figures
+from analysis_app.engine import ANALYSIS_FILE, AnalysisError, compare, figures
 from analysis_app.engine.errors import INTERNAL, INVALID_SOURCE
 from analysis_app.engine_process import run_engine
 from analysis_app.models import Analysis
@@ -391,12 +391,17 @@ def free_saved_folder(analysis: Analysis, name: str | None = None) -> str:
 
     The page offers it, so a taken folder never dead-ends the user."""
     base = name or analysis.folder or f"analysis-{analysis.pk}"
+    return _free_folder(analysis.owner, base, fallback=f"{base}-{analysis.pk}")
+
+
+def _free_folder(owner, base: str, *, fallback: str) -> str:
+    """The first of ``base``, ``base-2``, ``base-3`` ... free under the owner's saved
+    analyses (neither in storage nor claimed by an analysis)."""
     for number in range(1, _MAX_FOLDER_SUFFIX + 1):
-        candidate = base if number == 1 else f"{base}-{number}"
-        prefix = saved_folder(analysis, candidate)
-        if not _saved_folder_taken(prefix):
-            return prefix.rsplit("/", 1)[1]
-    return f"{base}-{analysis.pk}-{int(timezone.now().timestamp())}"
+        candidate = _safe_name(base if number == 1 else f"{base}-{number}")
+        if not _saved_folder_taken(f"{SAVED_PREFIX}/{owner.get_username()}/{candidate}"):
+            return candidate
+    return f"{fallback}-{int(timezone.now().timestamp())}"
 
 
 _MAX_FOLDER_SUFFIX = 50
@@ -532,6 +537,151 @@ def _write_saved_figures(analysis: Analysis, folder: Path) -> None:
             }
             target = target / individual["label"]
         figures.write_figure_files(built, target, html=True, png=True)
+
+
+# ----------------------------------------------------------------------------- compare
+
+COMPARISON_FILE = "comparison.json"
+# More analyses than this make figures no one can read (and requests that read many
+# documents): the page says so.
+MAX_COMPARED = 6
+
+
+def comparison_analyses(*, user, ids: list[int | None]) -> list[Analysis]:
+    """The analyses ``user`` chose to compare, in the order chosen.
+
+    Raises CompareRefused naming what is wrong: fewer than two, too many, one that is not
+    theirs (or does not exist), one that is not done."""
+    chosen = list(dict.fromkeys(ids))
+    if None in chosen:
+        raise compare.CompareRefused("An analysis was named by something that is not a number.")
+    if len(chosen) < 2:
+        raise compare.CompareRefused(
+            "Choose at least two analyses to compare (tick them in the lists of analyses)."
+        )
+    if len(chosen) > MAX_COMPARED:
+        raise compare.CompareRefused(
+            f"Choose at most {MAX_COMPARED} analyses to compare; {len(chosen)} were chosen."
+        )
+    found = {
+        analysis.pk: analysis
+        for analysis in Analysis.objects.visible_to(user)
+        .select_related("owner", "job", "optimisation")
+        .filter(pk__in=chosen)
+    }
+    missing = [str(pk) for pk in chosen if pk not in found]
+    if missing:
+        raise compare.CompareRefused(
+            f"No analysis {', '.join(missing)} among yours: it was deleted, or is not yours."
+        )
+    unfinished = [found[pk] for pk in chosen if found[pk].status != Analysis.Status.DONE]
+    if unfinished:
+        raise compare.CompareRefused(
+            "Only finished analyses can be compared: "
+            + ", ".join(f"{a} is {a.get_status_display().lower()}" for a in unfinished)
+            + "."
+        )
+    return [found[pk] for pk in chosen]
+
+
+def comparison_entries(analyses: list[Analysis]) -> list[compare.Compared]:
+    """Each analysis' analysis.json, named ``<folder> #<id>``; CompareRefused when one
+    cannot be read."""
+    entries = []
+    for analysis in analyses:
+        try:
+            document = analysis_document(analysis=analysis)
+        except (OSError, ValueError):
+            raise compare.CompareRefused(
+                f"The stored analysis {analysis} cannot be read: its analysis.json is "
+                "missing from storage or damaged."
+            ) from None
+        if not document.get("individuals"):
+            raise compare.CompareRefused(f"The analysis {analysis} holds no individual.")
+        entries.append(compare.Compared(name=str(analysis), document=document))
+    return entries
+
+
+def comparison_folder(analyses: list[Analysis]) -> str:
+    """The default folder name of a saved comparison: ``compare-<names>``."""
+    folders = [analysis.folder or f"analysis-{analysis.pk}" for analysis in analyses]
+    if len(set(folders)) < len(folders):  # two seeds of one run: the ids tell them apart
+        folders = [
+            f"{folder}-{analysis.pk}" for folder, analysis in zip(folders, analyses, strict=True)
+        ]
+    return _safe_name("compare-" + "-".join(folders))
+
+
+def free_comparison_folder(owner, analyses: list[Analysis], name: str | None = None) -> str:
+    """A free folder name for the comparison under the owner's saved analyses."""
+    base = name or comparison_folder(analyses)
+    return _free_folder(owner, base, fallback=base)
+
+
+def comparison_save(*, owner, analyses: list[Analysis], name: str | None = None) -> str:
+    """Save the comparison under ``BluePyOptAnalysis/<owner>/<name>/`` (default
+    ``compare-<names>``): comparison.json and every figure as self-contained HTML; the
+    folder. Nothing is overwritten and nothing half-written is left: SaveRefused, with a
+    free name to use instead when the folder is taken."""
+    name = (name or "").strip() or None
+    if name is not None and (_safe_name(name) != name or len(name) > 200):
+        raise SaveRefused(
+            f"{name!r} cannot be a folder name: use letters, digits, '.', '-' and '_' "
+            f"(for example {_safe_name(name)!r})."
+        )
+    folder = name or comparison_folder(analyses)
+    prefix = f"{SAVED_PREFIX}/{owner.get_username()}/{folder}"
+
+    def taken() -> SaveRefused:
+        free = free_comparison_folder(owner, analyses, folder)
+        return SaveRefused(
+            f"{prefix}/ already exists, and a saved folder is never overwritten. "
+            f"Save it as {free!r} instead (the name is filled in below), or choose another.",
+            suggested=free,
+        )
+
+    if _saved_folder_taken(prefix):
+        raise taken()
+    entries = comparison_entries(analyses)
+    compared = compare.comparison(entries)
+    built = compare.comparison_figures(entries, compared)
+    document = {
+        "format_version": 1,
+        "created_at": timezone.now().isoformat(timespec="seconds"),
+        "analyses": [
+            {
+                "id": analysis.pk,
+                "name": str(analysis),
+                "folder": analysis.folder,
+                "source": analysis.source_description,
+                "stored_in": analysis.stored_prefix(),
+            }
+            for analysis in analyses
+        ],
+        **compared,
+    }
+    written: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="comparison-save-") as scratch:
+            folder_path = Path(scratch)
+            figures.write_figure_files(built, folder_path / FIGURES_DIR, html=True, png=False)
+            (folder_path / COMPARISON_FILE).write_text(
+                json.dumps(document, indent=1, default=str), encoding="utf-8"
+            )
+            names = sorted(
+                p.relative_to(folder_path).as_posix() for p in folder_path.rglob("*") if p.is_file()
+            )
+            names.sort(key=lambda n: n == COMPARISON_FILE)  # last: its presence means complete
+            for relative in names:
+                target = f"{prefix}/{relative}"
+                if default_storage.exists(target):  # another save got there first
+                    raise taken()
+                with open(folder_path / relative, "rb") as handle:
+                    written.append(_storage_write(target, handle))
+    except BaseException:
+        _storage_delete(written)
+        raise
+    return prefix
 
 
 # ----------------------------------------------------------------------------- storage

@@ -5,6 +5,9 @@ from analysis_app import views
 app_name = "analysis_app"
 urlpatterns = [
     path("", views.analyses, name="analyses"),
+    path("compare/", views.compare_analyses, name="compare"),
+    path("compare/figures.json", views.compare_figures, name="compare_figures"),
+    path("compare/save/", views.compare_save, name="compare_save"),
     path("<int:pk>/", views.analysis, name="analysis"),
     path("<int:pk>/status.json", views.analysis_status, name="status"),
     path("<int:pk>/figures.json", views.analysis_figures, name="figures"),

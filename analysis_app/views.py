@@ -6,9 +6,11 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from analysis_app import services
+from analysis_app.engine import compare
 from analysis_app.engine.figures import FIGURE_NAMES, FigureExportError
 from analysis_app.forms import AnalysisSourceForm
 from analysis_app.models import Analysis
@@ -294,3 +296,102 @@ def analysis_delete(request, pk):
             "refusal": services.analysis_delete_refusal(analysis),
         },
     )
+
+
+# ----------------------------------------------------------------------------- compare
+
+COMPARE_FIGURE_TITLES = {
+    "objectives": "Objectives",
+    "traces": "Traces",
+    "parameters": "Parameters",
+    "features": "Features",
+}
+
+
+def _compared(request, data) -> tuple[list[Analysis], list[compare.Compared], dict]:
+    """The chosen analyses (``analysis=<id>`` repeated), their documents and comparison;
+    CompareRefused says what is wrong with the choice."""
+    ids = [query_int(raw, minimum=1) for raw in data.getlist("analysis")]
+    chosen = services.comparison_analyses(user=request.user, ids=ids)
+    entries = services.comparison_entries(chosen)
+    return chosen, entries, compare.comparison(entries)
+
+
+def _compare_query(chosen: list[Analysis], **extra: str) -> str:
+    return urlencode([("analysis", analysis.pk) for analysis in chosen] + list(extra.items()))
+
+
+@require_GET
+def compare_analyses(request):
+    """Two or more done analyses side by side (their best individuals)."""
+    try:
+        chosen, entries, compared = _compared(request, request.GET)
+    except compare.CompareRefused as error:
+        return render(request, "analysis_app/compare.html", {"refusal": str(error)}, status=400)
+    rows = [
+        {
+            **row,
+            "cells": [
+                {"shown": shown, "best": row["best"] == index}
+                for index, shown in enumerate(row["shown"])
+            ],
+        }
+        for row in compared["objectives"]
+    ]
+    query = _compare_query(chosen)
+    return render(
+        request,
+        "analysis_app/compare.html",
+        {
+            "analyses": list(zip(chosen, compared["fitness"], compare.PALETTE, strict=False)),
+            "compared": compared,
+            "rows": rows,
+            "query": query,
+            "figures": list(COMPARE_FIGURE_TITLES.items()),
+            "save_parent": f"{services.SAVED_PREFIX}/{request.user.get_username()}",
+            "free_folder": services.free_comparison_folder(
+                request.user, chosen, query_text(request.GET.get("folder")) or None
+            ),
+        },
+    )
+
+
+@require_GET
+def compare_figures(request):
+    """The comparison's figures as Plotly JSON, for the page to draw."""
+    try:
+        _, entries, compared = _compared(request, request.GET)
+    except compare.CompareRefused as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    built = compare.comparison_figures(entries, compared)
+    parts = [f"{json.dumps(name)}: {pio.to_json(figure)}" for name, figure in built.items()]
+    return HttpResponse('{"figures": {' + ", ".join(parts) + "}}", content_type="application/json")
+
+
+@require_POST
+def compare_save(request):
+    """ "Save comparison": BluePyOptAnalysis/<user>/compare-<names>/, never overwriting."""
+    try:
+        chosen, _, _ = _compared(request, request.POST)
+    except compare.CompareRefused as error:
+        messages.error(request, f"Not saved: {error}")
+        return redirect("analysis_app:analyses")
+    page = reverse("analysis_app:compare")
+    try:
+        prefix = services.comparison_save(
+            owner=request.user, analyses=chosen, name=request.POST.get("folder", "")[:500]
+        )
+    except services.SaveRefused as error:
+        messages.error(request, f"Not saved: {error}")
+        extra = {"folder": error.suggested} if error.suggested else {}
+        return redirect(f"{page}?{_compare_query(chosen, **extra)}")
+    except compare.CompareRefused as error:  # an analysis became unreadable meanwhile
+        messages.error(request, f"Not saved: {error}")
+        return redirect(f"{page}?{_compare_query(chosen)}")
+    except OSError as error:
+        messages.error(request, f"Not saved: the storage refused a file ({error}).")
+        return redirect(f"{page}?{_compare_query(chosen)}")
+    messages.success(
+        request, f"Comparison saved in {prefix}/ (comparison.json and the figures as HTML)."
+    )
+    return redirect(f"{page}?{_compare_query(chosen)}")

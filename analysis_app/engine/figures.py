@@ -369,24 +369,7 @@ def traces_figure(analysis: dict[str, Any], individual: int = 0) -> go.Figure:
                 col=1,
                 secondary_y=False,
             )
-        current = stimulus_current(protocols[name]) if name in protocols else None
-        if current is not None:
-            figure.add_trace(
-                go.Scatter(
-                    x=current[0],
-                    y=current[1],
-                    mode="lines",
-                    line={"color": "rgba(120, 120, 120, 0.8)", "width": 1, "dash": "dot"},
-                    name=f"{name} stimulus",
-                    meta={"kind": "stimulus", "protocol": name},
-                    showlegend=False,
-                ),
-                row=row,
-                col=1,
-                secondary_y=True,
-            )
-        figure.update_yaxes(title_text="V (mV)", row=row, col=1, secondary_y=False)
-        figure.update_yaxes(title_text="I (nA)", row=row, col=1, secondary_y=True, showgrid=False)
+        add_stimulus(figure, protocols.get(name), name, row)
     figure.update_xaxes(title_text="Time (ms)", row=max(1, len(panels)), col=1)
     height = 120 + 240 * max(1, len(panels))
     margin = {"t": 80, "b": 130}
@@ -403,6 +386,28 @@ def traces_figure(analysis: dict[str, Any], individual: int = 0) -> go.Figure:
         },
     )
     return figure
+
+
+def add_stimulus(figure: go.Figure, protocol: dict[str, Any] | None, name: str, row: int) -> None:
+    """A traces panel's injected current (second axis, dotted grey) and its axes' titles."""
+    current = stimulus_current(protocol) if protocol is not None else None
+    if current is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=current[0],
+                y=current[1],
+                mode="lines",
+                line={"color": "rgba(120, 120, 120, 0.8)", "width": 1, "dash": "dot"},
+                name=f"{name} stimulus",
+                meta={"kind": "stimulus", "protocol": name},
+                showlegend=False,
+            ),
+            row=row,
+            col=1,
+            secondary_y=True,
+        )
+    figure.update_yaxes(title_text="V (mV)", row=row, col=1, secondary_y=False)
+    figure.update_yaxes(title_text="I (nA)", row=row, col=1, secondary_y=True, showgrid=False)
 
 
 def stimulus_current(protocol: dict[str, Any]) -> tuple[list[float], list[float]] | None:

@@ -230,3 +230,25 @@ def wait_for(analysis, predicate, *, timeout: float = 120, what: str = "the anal
                 f"progress={analysis.progress} error={analysis.error_message!r}"
             )
         time.sleep(0.2)
+
+
+def better_on(first: tuple[str, dict], second: tuple[str, dict]) -> str:
+    """The comparison page's sentence for two analyses, worked out here from their
+    objectives' scores (``(name, {objective: score})``): lower is better."""
+    (first_name, first_scores), (second_name, second_scores) = first, second
+    first_wins = sum(first_scores[name] < second_scores[name] for name in first_scores)
+    second_wins = sum(second_scores[name] < first_scores[name] for name in first_scores)
+    equal = len(first_scores) - first_wins - second_wins
+    return (
+        f"{first_name} is better on {first_wins} of the {len(first_scores)} objectives, "
+        f"{second_name} on {second_wins}"
+        + (f"; {equal} {'is' if equal == 1 else 'are'} equal" if equal else "")
+    )
+
+
+def best_scores(analysis) -> dict[str, float | None]:
+    """The best individual's score of each objective, from the stored analysis.json."""
+    from analysis_app import services
+
+    document = services.analysis_document(analysis=analysis)
+    return {row["name"]: row["score"] for row in document["individuals"][0]["objectives"]}

@@ -35,6 +35,7 @@ from models_app.models import Optimisation, RunPackage
 from nsg_app.backends.local import work_dir
 from nsg_app.models import Job
 from nsg_app.services import account_poll_run, nsg_account_save
+from tests.analysis.conftest import best_scores, better_on
 from tests.analysis.conftest import wait_for as wait_for_analysis
 from tests.catalogue.conftest import zip_folder
 from tests.fixtures.emulator import USERS
@@ -493,6 +494,34 @@ def test_the_emulator_run_re_simulates_to_exactly_its_stored_fitness(
     fitness = emulator_analysis.fitness
     assert fitness["stored"] == pytest.approx(_best_stored_fitness(_checkpoint_of(emulator_job)))
     assert fitness["recomputed"] == pytest.approx(fitness["stored"], rel=SAME_MACHINE_TOLERANCE)
+
+
+@pytest.mark.django_db
+def test_the_reference_model_s_stored_best_compared_with_the_new_run(
+    real_model, site, own_checkpoint_analysis, local_analysis
+):
+    """Compare: the folder's own best against the best of the run made here."""
+    pair = [own_checkpoint_analysis, local_analysis]
+    query = "&".join(f"analysis={analysis.pk}" for analysis in pair)
+    response = site.get(f"/analyses/compare/?{query}")
+    assert response.status_code == 200
+    page = response.content.decode()
+    for analysis in pair:
+        assert f"{analysis.fitness['recomputed']:.4f}" in page
+        assert f"{analysis.fitness['stored']:.4f}" in page
+
+    own, new = (best_scores(analysis) for analysis in pair)
+    count = len(real_model.features)
+    assert set(own) == set(new) and len(own) == count
+    assert better_on((str(own_checkpoint_analysis), own), (str(local_analysis), new)) in page
+
+    figures = site.get(f"/analyses/compare/figures.json?{query}").json()["figures"]
+    bars = figures["objectives"]["data"]
+    assert [len(bar["y"]) for bar in bars] == [count, count]
+    assert dict(zip(bars[0]["y"], bars[0]["x"], strict=True)) == pytest.approx(own)
+    assert dict(zip(bars[1]["y"], bars[1]["x"], strict=True)) == pytest.approx(new)
+    voltages = [t for t in figures["traces"]["data"] if t.get("meta", {}).get("kind") == "voltage"]
+    assert {t["meta"]["analysis"] for t in voltages} == {0, 1}
 
 
 # ----------------------------------------------------------------------------- browser
