@@ -42,7 +42,8 @@ a few files of /etc), the Python installation (``sys.base_prefix``) and the virt
 environment (``sys.prefix``) read-only, the project packages it names read-only (never the
 checkout: no .env, var/, .git), the ``writable`` folders, a private /tmp, and nothing else:
 no database, media, keys, other runs. No network (a namespace of its own with loopback
-only), no other process (PID namespace), no System V IPC, an environment from an allow-list
+only; ``share_network=True`` keeps the machine's, for runs on an ipyparallel cluster and
+its engines, which must reach the controller), no other process (PID namespace), no System V IPC, an environment from an allow-list
 (no secrets), limits on memory, processes, file size and CPU time, an unprivileged uid.
 
 Mode "off" runs the command as before, unconfined, as the worker's user with its whole
