@@ -48,6 +48,7 @@ RUN_PROFILE = "rebuild"
 CONNECT_SECONDS = 10.0
 # Preparing an engine imports NEURON and loads the mechanisms: seconds; more when it is busy.
 PREPARE_SECONDS = 120.0
+REGISTRATION_SECONDS = 300
 
 
 class ClusterError(BpoError):
@@ -330,7 +331,15 @@ def start_local_cluster(
     env = {**os.environ, "IPYTHONDIR": str(ipython_dir)}
     with open(log_folder / "controller.log", "ab") as log:
         controller = subprocess.Popen(
-            [sys.executable, "-m", "ipyparallel.controller", "--ip=127.0.0.1"],
+            [
+                sys.executable,
+                "-m",
+                "ipyparallel.controller",
+                "--ip=127.0.0.1",
+                # An engine starting on a busy machine (NEURON, the sandbox) can take longer
+                # than the default 30 s to register; it would be dropped half-registered.
+                f"--IPController.registration_timeout={REGISTRATION_SECONDS}",
+            ],
             cwd=ipython_dir,
             env=env,
             stdin=subprocess.DEVNULL,
