@@ -272,3 +272,26 @@ def test_connection_files_are_checked_before_anything_connects(tmp_path, cluster
     assert json.loads(cluster.connection_file.read_text())["interface"].startswith(
         "tcp://127.0.0.1"
     )
+
+
+def test_engines_holding_another_package_s_mechanisms_say_they_must_be_restarted(
+    cluster, command_line_run
+):
+    # After the demo run, both engines hold its mechanisms; NEURON cannot unload them.
+    folder = runs_folder(cluster) / "another-model"
+    folder.mkdir()
+    with pytest.raises(ClusterError) as raised:
+        check_cluster(cluster.connection_file, top=folder, digest="0" * 64)
+    assert len(raised.value.problems) == 2
+    for problem in raised.value.problems:
+        assert "already holds the compiled mechanisms of another package" in problem
+        assert "restart this engine" in problem
+
+
+def test_a_controller_without_engines_says_how_to_add_some(tmp_path):
+    with running_cluster(tmp_path, engines=0) as cluster:
+        with pytest.raises(ClusterError) as raised:
+            check_cluster(cluster.connection_file, top=tmp_path / "runs", engine_wait=2)
+    (problem,) = raised.value.problems
+    assert "answers but has no engines (none registered within 2 s)" in problem
+    assert f"ipengine --file {cluster.engine_file}" in problem
