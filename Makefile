@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP) .env
 
 run: $(STAMP) .env
-	$(PY) -m rebuild_site.launcher --port $(PORT)
+	$(PY) -m rebuild_site.launcher --port $(PORT) $(if $(CLUSTER),--cluster $(CLUSTER))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, tuple[str, dict]] = {
     "nsg_collect": ("nsg_collect", {}),
     "local_speedup": ("local_speedup", {}),
     "local_speedup_reference": ("local_speedup", {"model": "reference"}),
+    # The reference model: serial, the fork pool on 2 cores, a 2-engine cluster on loopback.
+    "cluster_speedup": ("cluster_speedup", {}),
     "analysis_speed": ("analysis_speed", {}),
     "analysis_speed_reference": ("analysis_speed", {"model": "reference"}),
     "sandbox_overhead": ("sandbox_overhead", {}),

@@ -3,6 +3,10 @@
 Two workers: one for the site's short tasks (the default queue), one for local runs
 (the "runs" queue), so that hours-long runs never hold up polling, collection or analyses.
 
+`make run CLUSTER=N` also starts an ipyparallel cluster on loopback, an ipcontroller and N
+ipengines (the engines under the model sandbox, like every process that runs model code), and
+points local runs at it (LOCAL_CLUSTER). An engine that dies is replaced by a fresh one.
+
 Each part runs in a process group of its own; Ctrl-C (or SIGTERM) stops every group, and
 if any part dies the others are stopped too, so nothing is ever left running. A part dies
 with the launcher even when the launcher is SIGKILLed (services.die_with_parent).
@@ -19,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from models_app.bpo.sandbox import BWRAP, OFF, Sandbox
+from nsg_app.local.cluster import ClusterError, LocalCluster, start_local_cluster
 from rebuild_site.environment import load_env_file
 from rebuild_site.services import (
     PrivateRedis,
@@ -42,6 +48,7 @@ class Supervisor:
     def __init__(self) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
         self.redis: PrivateRedis | None = None
+        self.cluster: LocalCluster | None = None
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
         process = subprocess.Popen(
@@ -68,6 +75,8 @@ class Supervisor:
             # Children of a part (the worker's pool, runserver's reloader) die with the group.
             _signal_group(process, signal.SIGKILL)
             process.wait()
+        if self.cluster is not None:
+            self.cluster.stop()
         if self.redis is not None:
             self.redis.stop()
 
@@ -132,6 +141,42 @@ def _ensure_bubblewrap(env: dict[str, str]) -> None:
         )
 
 
+def _start_cluster(env: dict[str, str], var_dir: Path, engines: int) -> LocalCluster:
+    """The loopback cluster of `make run CLUSTER=N`; local runs are pointed at it."""
+    mode = env.get("SANDBOX", BWRAP).strip().lower() or BWRAP
+    runs = Path(env.get("LOCAL_RUNS_DIR") or var_dir / "local-runs").resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    folder = var_dir / "cluster"
+    cluster = start_local_cluster(
+        folder / "ipython",
+        engines,
+        sandbox=Sandbox(BWRAP if mode == BWRAP else OFF),
+        # The engines evaluate the runs in their work folders, at the same paths.
+        readable=[runs],
+        log_folder=folder / "logs",
+    )
+    env["LOCAL_CLUSTER"] = str(cluster.connection_file)
+    print(
+        f"ipyparallel cluster: a controller on 127.0.0.1 and {engines} engines; local runs "
+        f"evaluate on it (LOCAL_CLUSTER={cluster.connection_file}). Engines on other machines: "
+        f"ipengine --file {cluster.engine_file} (see the README).",
+        flush=True,
+    )
+    return cluster
+
+
+def _replace_dead_engines(cluster: LocalCluster) -> None:
+    for process in list(cluster.engines):
+        if process.poll() is not None:
+            cluster.engines.remove(process)
+            replacement = cluster.start_engine()
+            print(
+                f"An ipengine exited (code {process.returncode}); started a fresh one "
+                f"(pid {replacement.pid}).",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole site for development.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -144,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=int(os.environ.get("RUNNER_CONCURRENCY", "1")),
         help="local runs at once",
+    )
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=int(os.environ.get("CLUSTER") or 0),
+        metavar="N",
+        help="start an ipyparallel cluster of N engines on loopback for local runs (0: none)",
     )
     args = parser.parse_args(argv)
 
@@ -171,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             supervisor.redis = start_private_redis(var_dir / "redis")
             env["REDIS_URL"] = supervisor.redis.url
             print(f"Redis ({supervisor.redis.binary}) at {supervisor.redis.url}", flush=True)
+        if args.cluster > 0:
+            supervisor.cluster = _start_cluster(env, var_dir, args.cluster)
         subprocess.run(_manage("prepare_site"), env=env, check=True)
         supervisor.start(
             "worker",
@@ -231,9 +285,15 @@ def main(argv: list[str] | None = None) -> int:
                 name, code = exited
                 print(f"The {name} stopped (exit code {code}); stopping the rest.", flush=True)
                 return 1
+            cluster = supervisor.cluster
+            if cluster is not None:
+                if cluster.controller.poll() is not None:
+                    print("The ipcontroller stopped; stopping the rest.", flush=True)
+                    return 1
+                _replace_dead_engines(cluster)
             time.sleep(0.5)
         return 0
-    except (RuntimeError, TimeoutError) as error:
+    except (RuntimeError, TimeoutError, ClusterError) as error:
         print(f"Start-up failed: {error}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:

@@ -292,6 +292,16 @@ LOCAL_CORES = env_int("LOCAL_CORES", 0, minimum=0, maximum=1024)
 LOCAL_RUNS_DIR = Path(env_str("LOCAL_RUNS_DIR", str(VAR_DIR / "local-runs"))).resolve()
 # Longest local run allowed, in hours (the form's runtime limit cannot exceed it).
 LOCAL_MAX_RUNTIME_HOURS = env_float("LOCAL_MAX_RUNTIME_HOURS", 48.0, minimum=0.001)
+# Local runs on an ipyparallel cluster instead of this machine's cores: the controller's
+# client connection file (ipcontroller-client.json) or a profile folder holding it. Empty: the
+# pool of local processes. `make run CLUSTER=N` sets it to the cluster it starts.
+_local_cluster = env_str("LOCAL_CLUSTER", "").strip()
+LOCAL_CLUSTER = Path(_local_cluster).expanduser().resolve() if _local_cluster else None
+if LOCAL_CLUSTER is not None and not LOCAL_CLUSTER.exists():
+    raise ImproperlyConfigured(
+        f"LOCAL_CLUSTER names {LOCAL_CLUSTER}, which does not exist: give an ipyparallel "
+        "client connection file (ipcontroller-client.json) or profile folder, or leave it empty."
+    )
 # Work folders of local runs are removed this many days after their results are stored
 # (0: at the next sweep); keep them longer to look into a run.
 KEEP_WORK_FOLDERS_DAYS = env_float("KEEP_WORK_FOLDERS_DAYS", 0.0, minimum=0.0)

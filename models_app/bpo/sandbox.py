@@ -42,7 +42,8 @@ a few files of /etc), the Python installation (``sys.base_prefix``) and the virt
 environment (``sys.prefix``) read-only, the project packages it names read-only (never the
 checkout: no .env, var/, .git), the ``writable`` folders, a private /tmp, and nothing else:
 no database, media, keys, other runs. No network (a namespace of its own with loopback
-only), no other process (PID namespace), no System V IPC, an environment from an allow-list
+only; ``share_network=True`` keeps the machine's, for runs on an ipyparallel cluster and
+its engines, which must reach the controller), no other process (PID namespace), no System V IPC, an environment from an allow-list
 (no secrets), limits on memory, processes, file size and CPU time, an unprivileged uid.
 
 Mode "off" runs the command as before, unconfined, as the worker's user with its whole
@@ -97,6 +98,10 @@ ALLOWED_ENVIRONMENT = frozenset(
         # Without these OpenBLAS picks kernels that give wrong numerics on some CPUs.
         "OPENBLAS_CORETYPE",
         "OPENBLAS_L2_SIZE",
+        # A run on an ipyparallel cluster: the HBP opt_neuron.py scripts read these.
+        "USEIPYP",
+        "IPYTHONDIR",
+        "IPYTHON_PROFILE",
     }
 )
 # Prefixes of further names allowed: locales, BluePyOpt's seed, the local run's injection.
@@ -109,6 +114,8 @@ ETC_FILES = (
     "alternatives",
     "fonts",
     "group",
+    # Host names (ipyparallel looks up this machine's addresses in cluster runs).
+    "hosts",
     "ld.so.cache",
     "ld.so.conf",
     "ld.so.conf.d",
@@ -206,8 +213,13 @@ class Sandbox:
         readable: Iterable[str | os.PathLike[str]] = (),
         packages: Iterable[str] = (),
         limits: Limits | None = None,
+        share_network: bool = False,
     ) -> list[str]:
-        """``argv`` wrapped in the sandbox (unchanged when it is off)."""
+        """``argv`` wrapped in the sandbox (unchanged when it is off).
+
+        ``share_network`` keeps this machine's network (only for runs on an ipyparallel
+        cluster and its engines, which must reach the controller; see the README).
+        """
         argv = [os.fspath(part) for part in argv]
         if not self.enabled:
             return argv
@@ -231,7 +243,7 @@ class Sandbox:
         namespaces = [
             "--unshare-pid",
             "--unshare-ipc",
-            "--unshare-net",
+            *([] if share_network else ["--unshare-net"]),
             "--unshare-uts",
             "--unshare-cgroup-try",
             "--die-with-parent",
@@ -290,12 +302,19 @@ class Sandbox:
         packages: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
         limits: Limits | None = None,
+        share_network: bool = False,
         **popen_options,
     ) -> subprocess.Popen:
         """Start ``argv`` in the sandbox, in a process group of its own; see the docstring."""
         writable = [Path(path) for path in writable]
         command = self.command(
-            argv, cwd=cwd, writable=writable, readable=readable, packages=packages, limits=limits
+            argv,
+            cwd=cwd,
+            writable=writable,
+            readable=readable,
+            packages=packages,
+            limits=limits,
+            share_network=share_network,
         )
         self.prepare(writable)
         popen_options.pop("start_new_session", None)

@@ -93,7 +93,31 @@ def progress_for_page(path: Path) -> dict | None:
         "elapsed_text": _clock((now - progress.started_at).total_seconds()),
         "left_text": _clock(left.total_seconds()) if left is not None else "",
         "updated_at": progress.updated_at.isoformat(),
+        # On an ipyparallel cluster: what each engine did so far.
+        "engines": [
+            {"id": engine_id, "evaluations": count, "lost": engine_id in progress.engines_lost}
+            for engine_id, count in progress.engines.items()
+        ]
+        + [
+            {"id": engine_id, "evaluations": 0, "lost": True}
+            for engine_id in progress.engines_lost
+            if engine_id not in progress.engines
+        ],
     }
+
+
+def engines_for_page(cluster: dict) -> list[dict]:
+    """A finished cluster run's engines from its result.json: id, host, evaluations, lost."""
+    return [
+        {
+            "id": engine.get("id"),
+            "host": engine.get("host"),
+            "evaluations": engine.get("evaluations", 0),
+            "lost": bool(engine.get("lost")),
+        }
+        for engine in cluster.get("engines", [])
+        if isinstance(engine, dict)
+    ]
 
 
 class LocalBackend:
@@ -136,6 +160,8 @@ class LocalBackend:
             "--sandbox",
             settings.SANDBOX,
         ]
+        if settings.LOCAL_CLUSTER is not None:
+            command += ["--cluster", str(settings.LOCAL_CLUSTER)]
         with open(folder / "runner.log", "wb") as log:
             runner = subprocess.Popen(
                 command,
@@ -162,7 +188,11 @@ class LocalBackend:
         stage_record(
             job,
             "RUNNING",
-            message=f"Started on this machine with {job.cores_per_node} cores, seed {job.seed}.",
+            message=(
+                f"Started on the ipyparallel cluster {settings.LOCAL_CLUSTER}, seed {job.seed}."
+                if settings.LOCAL_CLUSTER is not None
+                else f"Started on this machine with {job.cores_per_node} cores, seed {job.seed}."
+            ),
         )
         try:
             self._follow(job, lambda: runner.poll() is None)
@@ -223,6 +253,8 @@ class LocalBackend:
         if result.status == RunStatus.COMPLETED and job.progress:
             # The last progress file may predate the end: a finished run is all done.
             job.progress = {**job.progress, "fraction": 1.0, "left_text": ""}
+        if result.cluster is not None:
+            job.progress = {**(job.progress or {}), "engines": engines_for_page(result.cluster)}
         job.save(update_fields=["stage", "progress", "updated_at"])
         stage_record(job, job.stage, message=result.reason)
         if result.status == RunStatus.CANCELLED and not result.checkpoint_found:

@@ -92,6 +92,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "setting under manage.py) or off (unconfined, as this user: only for models you trust)",
     )
     parser.add_argument(
+        "--cluster",
+        type=Path,
+        default=None,
+        metavar="CONNECTION_FILE",
+        help="evaluate on the engines of an ipyparallel cluster: its client connection file "
+        "(ipcontroller-client.json) or profile folder; the engines must see the output "
+        "folder at the same path (--cores is then ignored)",
+    )
+    parser.add_argument(
         "--cancel-file",
         type=Path,
         default=None,
@@ -130,6 +139,7 @@ def run_from_arguments(args: argparse.Namespace, *, stream: TextIO | None = None
             progress_file=progress_file,
             cancel_check=should_stop,
             sandbox=Sandbox(getattr(args, "sandbox", None) or BWRAP),
+            cluster=getattr(args, "cluster", None),
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -191,9 +201,24 @@ def summary(result: LocalRunResult, result_file: Path) -> str:
         f"Output:     {result.output_path}",
         f"Result:     {result_file}",
     ]
+    if result.cluster is not None:
+        lines.insert(2, f"Engines:    {engines_line(result.cluster)}")
     if result.status is RunStatus.FAILED and result.stderr_tail:
         lines += ["", "End of STDERR:", result.stderr_tail]
     return "\n".join(lines) + "\n"
+
+
+def engines_line(cluster: dict) -> str:
+    """``2 (0: 7 evaluations, 1: 9 evaluations; lost: 0)``: the engines of a cluster run."""
+    engines = [engine for engine in cluster.get("engines", []) if isinstance(engine, dict)]
+    parts = [
+        f"{engine.get('id')}: {engine.get('evaluations', 0)} evaluations" for engine in engines
+    ]
+    lost = cluster.get("engines_lost") or []
+    text = f"{len(engines)} ({', '.join(parts)}"
+    if lost:
+        text += f"; lost: {', '.join(map(str, lost))}"
+    return text + ")"
 
 
 class TerminalProgress:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,9 @@ class Progress:
     worst: float | None = None  # logbook "max"
     evaluation_seconds: float = 0.0  # wall time spent inside the optimisation's map calls
     evaluations_started_at: datetime | None = None
+    # On an ipyparallel cluster: evaluations done by each engine (id -> count), engines lost.
+    engines: dict[int, int] = field(default_factory=dict)
+    engines_lost: tuple[int, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -114,7 +117,41 @@ def _progress(document: dict[str, Any]) -> Progress:
             if document.get("evaluations_started_at")
             else None
         ),
+        engines=_engine_counts(document.get("engines")),
+        engines_lost=tuple(
+            number
+            for number in (_count(value) for value in _list(document.get("engines_lost")))
+            if number is not None
+        ),
     )
+
+
+# Written by the run's process: a bounded number of engines is read, the rest ignored.
+_MAX_ENGINES = 4096
+
+
+def _engine_counts(value: object) -> dict[int, int]:
+    if not isinstance(value, dict):
+        return {}
+    counts = {}
+    for key, count in list(value.items())[:_MAX_ENGINES]:
+        engine, number = _count(key), _count(count)
+        if engine is not None and number is not None:
+            counts[engine] = number
+    return dict(sorted(counts.items()))
+
+
+def _count(value: object) -> int | None:
+    """A whole number, or a string of digits (JSON's object keys), else None."""
+    if isinstance(value, str) and value.isdigit() and len(value) < 10:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _list(value: object) -> list:
+    return value[:_MAX_ENGINES] if isinstance(value, list) else []
 
 
 def _moment(text: object) -> datetime:

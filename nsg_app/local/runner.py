@@ -54,7 +54,15 @@ from models_app.bpo.untrusted import (
 )
 
 from . import outputs
+from .cluster import (
+    ClusterCheck,
+    ClusterError,
+    check_cluster,
+    cluster_environment,
+    write_run_profile,
+)
 from .inject.rebuild_local_optimisation import (
+    CLUSTER_MECHANISMS_VARIABLE,
     CORES_VARIABLE,
     FAILURE_FILE_VARIABLE,
     PROGRESS_FILE_VARIABLE,
@@ -63,6 +71,7 @@ from .inject.rebuild_local_optimisation import (
 from .progress import (
     PREPARING,
     RUNNING,
+    read_progress,
     relay_progress,
     remove_stale_temporaries,
     write_runner_phase,
@@ -79,6 +88,8 @@ _UNPACK_DIR = ".package"
 PROTOCOL_FAILURE_NAME = ".protocol_failure.json"
 # The sandboxed run writes its progress here; the runner copies it to the progress file.
 _PROGRESS_DIR = ".progress"
+# A cluster run's IPYTHONDIR: a profile with a copy of the controller's client file.
+_IPYTHON_DIR = ".ipython"
 _TRACEBACK_START = "Traceback (most recent call last):"
 # Names a run writes in its working folder; a package's top folder may not take one of them.
 _RESERVED_NAMES = frozenset(
@@ -94,6 +105,7 @@ _RESERVED_NAMES = frozenset(
         outputs.SCHEDULER_CONF_NAME,
         _UNPACK_DIR,
         _PROGRESS_DIR,
+        _IPYTHON_DIR,
     }
 )
 
@@ -122,6 +134,9 @@ class LocalRunResult:
     fixes: tuple[str, ...] = ()  # descriptions of the known fixes applied here
     preparation_seconds: float = 0.0  # unpacking, fixes, mechanisms
     process_seconds: float = 0.0  # init.py, from start to exit
+    # A run on an ipyparallel cluster: its connection file, the engines (id, host, pid,
+    # evaluations done) and the ids of engines lost during the run.
+    cluster: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -145,6 +160,7 @@ class LocalRunResult:
             "fixes": list(self.fixes),
             "preparation_seconds": round(self.preparation_seconds, 3),
             "process_seconds": round(self.process_seconds, 3),
+            "cluster": self.cluster,
         }
 
     @classmethod
@@ -165,6 +181,7 @@ class LocalRunResult:
             fixes=tuple(data.get("fixes", ())),
             preparation_seconds=float(data.get("preparation_seconds", 0.0)),
             process_seconds=float(data.get("process_seconds", 0.0)),
+            cluster=data.get("cluster") if isinstance(data.get("cluster"), dict) else None,
         )
 
 
@@ -188,10 +205,17 @@ def run_package(
     cancel_check: Callable[[], bool] | None = None,
     extra_env: Mapping[str, str] | None = None,
     sandbox: Sandbox | None = None,
+    cluster: str | os.PathLike[str] | None = None,
 ) -> LocalRunResult:
     """Run the package ``package_zip`` in ``work_dir`` (created if missing) and wait for it.
 
     The model's code runs in ``sandbox`` (default: bubblewrap).
+
+    ``cluster`` (an ipyparallel client connection file or profile folder) runs the
+    evaluations on that cluster's engines instead of ``cores`` local processes: the package
+    gets USEIPYP=1, IPYTHONDIR and IPYTHON_PROFILE, as on the HPC systems, after the engines
+    were checked and readied (``cluster.check_cluster``). The engines must see ``work_dir``
+    at the same path. The sandbox then keeps this machine's network (see the README).
 
     ``cancel_check`` is called about twice a second; True stops the run, as does SIGTERM or
     SIGINT to this process (when called from the main thread). ``extra_env`` adds variables
@@ -221,6 +245,7 @@ def run_package(
         cancel_check=cancel_check,
         extra_env=dict(extra_env or {}),
         sandbox=sandbox or Sandbox(),
+        cluster=cluster,
     )
     with _stop_signals() as received:
         run.signals_received = received
@@ -291,6 +316,7 @@ class _LocalRun:
     cancel_check: Callable[[], bool] | None
     extra_env: dict[str, str]
     sandbox: Sandbox
+    cluster: str | os.PathLike[str] | None = None
     signals_received: list[str] = field(default_factory=list)
     handle: str = field(default_factory=lambda: f"LOCAL-{uuid.uuid4().hex.upper()}")
 
@@ -301,6 +327,8 @@ class _LocalRun:
         self.started_at = self.submitted.isoformat(timespec="milliseconds")
         self.top_folder: str | None = None
         self.mechanisms_from_cache: bool | None = None
+        self.mechanisms_digest: str | None = None
+        self.cluster_check: ClusterCheck | None = None
         self.fixes: tuple[str, ...] = ()
         self.preparation_seconds = 0.0
         self.process_seconds = 0.0
@@ -351,7 +379,26 @@ class _LocalRun:
         self._phase(PREPARING, "Compiling the mechanisms")
         self._install_mechanisms(top)
         self._check_stop()
+        if self.cluster is not None:
+            self._check_cluster(top)
+            self._check_stop()
         return top
+
+    def _check_cluster(self, top: Path) -> None:
+        self._phase(PREPARING, "Checking the cluster's engines")
+        try:
+            self.cluster_check = check_cluster(
+                self.cluster, top=top.resolve(), digest=self.mechanisms_digest
+            )
+        except ClusterError as error:
+            self._fail(" ".join(error.problems))
+        engines = self.cluster_check.engines
+        self.cores = len(engines)
+        self._write_control_files()
+        self._note(
+            f"Cluster {self.cluster_check.connection_file}: {len(engines)} engines ready "
+            f"({', '.join(f'{engine.id} on {engine.host}' for engine in engines)})."
+        )
 
     def _write_control_files(self) -> None:
         outputs.write_control_files(
@@ -384,6 +431,7 @@ class _LocalRun:
             self._fail(str(error))
         install_mechanisms(compiled, top)
         self.mechanisms_from_cache = compiled.from_cache
+        self.mechanisms_digest = compiled.digest
         if compiled.from_cache:
             self._note(f"Mechanisms: compiled copy {compiled.digest[:12]} reused from the cache.")
         else:
@@ -392,18 +440,31 @@ class _LocalRun:
     # -- running --
 
     def _run(self, top: Path) -> _Outcome:
-        self._phase(RUNNING, f"Running {INIT_SCRIPT} on {self.cores} cores")
         progress_dir = self.work_dir / _PROGRESS_DIR
         progress_dir.mkdir(exist_ok=True)
-        inner_progress = progress_dir / "progress.json"
+        self.inner_progress = inner_progress = progress_dir / "progress.json"
+        writable = [top, progress_dir]
+        on_cluster = self.cluster_check is not None
+        if on_cluster:
+            where = f"on {self.cores} engines of the cluster"
+        else:
+            where = f"on {self.cores} cores"
+        self._phase(RUNNING, f"Running {INIT_SCRIPT} {where}")
         env = child_environment(
             cores=self.cores,
-            progress_file=inner_progress if self.progress_file is not None else None,
+            # A cluster run always counts its engines' evaluations, for result.json.
+            progress_file=inner_progress if self.progress_file is not None or on_cluster else None,
             started_at=self.started_at,
             extra_env=self.extra_env,
             # In the folder the sandboxed run may write to besides its own.
             failure_file=progress_dir / PROTOCOL_FAILURE_NAME,
         )
+        if on_cluster:
+            ipython_dir = self.work_dir / _IPYTHON_DIR
+            profile = write_run_profile(self.cluster_check.connection_file, ipython_dir)
+            env.update(cluster_environment(ipython_dir, profile))
+            env[CLUSTER_MECHANISMS_VARIABLE] = self.mechanisms_digest or ""
+            writable.append(ipython_dir)
         started = time.monotonic()
         with (
             open(self.stdout_path, "ab") as stdout,
@@ -413,8 +474,10 @@ class _LocalRun:
                 process = self.sandbox.popen(
                     [sys.executable, INIT_SCRIPT],
                     cwd=top,
-                    writable=[top, progress_dir],
+                    writable=writable,
                     readable=[INJECT_DIR],
+                    # The run's client must reach the cluster's controller.
+                    share_network=on_cluster,
                     env=env,
                     # CPU time is counted per process; the wall-clock limit is ours below.
                     limits=Limits.for_runtime(self.runtime_seconds, threads=os.cpu_count() or 1),
@@ -529,7 +592,40 @@ class _LocalRun:
             fixes=self.fixes,
             preparation_seconds=self.preparation_seconds,
             process_seconds=self.process_seconds,
+            cluster=self._cluster_summary(),
         )
+
+    def _cluster_summary(self) -> dict[str, Any] | None:
+        """The engines and what each one did, as the run's progress file counted them."""
+        if self.cluster_check is None:
+            return None
+        inner = getattr(self, "inner_progress", None)
+        progress = read_progress(inner) if inner is not None else None
+        counts = progress.engines if progress is not None else {}
+        lost = list(progress.engines_lost) if progress is not None else []
+        engines = [
+            {**engine.as_dict(), "evaluations": counts.get(engine.id, 0), "lost": engine.id in lost}
+            for engine in self.cluster_check.engines
+        ]
+        known = {engine.id for engine in self.cluster_check.engines}
+        # Engines that joined during the run.
+        engines += [
+            {
+                "id": engine_id,
+                "host": None,
+                "pid": None,
+                "neuron": None,
+                "evaluations": count,
+                "lost": engine_id in lost,
+            }
+            for engine_id, count in counts.items()
+            if engine_id not in known
+        ]
+        return {
+            "connection_file": str(self.cluster_check.connection_file),
+            "engines": engines,
+            "engines_lost": lost,
+        }
 
     def _phase(self, phase: str, message: str) -> None:
         if self.progress_file is None:

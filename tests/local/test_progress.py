@@ -170,3 +170,31 @@ def test_read_progress_accepts_a_path_string(tmp_path: Path):
     path = tmp_path / "progress.json"
     path.write_text(json.dumps(progress_document(cores=1, started_at=START.isoformat())))
     assert read_progress(str(path)).started_at == START
+
+
+def test_each_engine_s_evaluations_and_the_lost_engines_are_read_back(tmp_path):
+    path = tmp_path / "progress.json"
+    recorder = ProgressRecorder(str(path), cores=2, started_at=START.isoformat())
+    recorder.engine_evaluations([0, 1, 1, 0, 1])
+    recorder.engine_lost(0)
+    recorder.engine_evaluations([1, 1])
+    progress = read_progress(path)
+    assert progress.engines == {0: 2, 1: 5}
+    assert progress.engines_lost == (0,)
+
+
+def test_engine_figures_the_run_wrote_badly_are_left_out_not_the_whole_file(tmp_path):
+    # The run's own process (the model's code among it) writes the file.
+    path = tmp_path / "progress.json"
+    document = progress_document(cores=2, started_at=START.isoformat())
+    document["evaluations_done"] = 4
+    document["engines"] = {"0": 3, "one": 1, "2": -1, "3": "x", "4": 1}
+    document["engines_lost"] = ["4", None, -2, "..", 7]
+    path.write_text(json.dumps(document))
+    progress = read_progress(path)
+    assert progress.evaluations_done == 4
+    assert progress.engines == {0: 3, 4: 1}
+    assert progress.engines_lost == (4, 7)
+    document["engines"] = ["not", "a", "mapping"]
+    path.write_text(json.dumps(document))
+    assert read_progress(path).engines == {}

@@ -103,3 +103,70 @@ def test_make_run_says_model_code_runs_in_the_sandbox(capsys):
     _ensure_bubblewrap({})
 
     assert capsys.readouterr().out == "Model code runs in the bubblewrap sandbox.\n"
+
+
+@pytest.mark.slow
+def test_make_run_cluster_starts_sandboxed_engines_that_local_runs_use(tmp_path):
+    """`make run CLUSTER=2`: a controller and two engines in the sandbox, seeing the runs'
+    folder; a dead engine is replaced; Ctrl-C stops them with the rest."""
+    from nsg_app.local.cluster import check_cluster
+
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"REDIS_URL", "MEDIA_ROOT", "DATABASE_URL", "LOCAL_CLUSTER", "SANDBOX"}
+    }
+    var = tmp_path / "var"
+    env.update(VAR_DIR=str(var), DEBUG="1", PYTHONUNBUFFERED="1", CLUSTER="2")
+    log_path = tmp_path / "launcher.log"
+    with open(log_path, "wb") as log:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "rebuild_site.launcher", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while "The site is at" not in log_path.read_text() and time.monotonic() < deadline:
+                assert launcher.poll() is None, log_path.read_text()
+                time.sleep(0.5)
+            output = log_path.read_text()
+            assert "a controller on 127.0.0.1 and 2 engines" in output
+            connection_file = Path(re.search(r"LOCAL_CLUSTER=(\S+?)\)", output).group(1))
+            engine_file = re.search(r"ipengine --file (\S+)", output).group(1)
+            assert Path(engine_file).is_file()
+            runs = (var / "local-runs").resolve()
+            check = check_cluster(connection_file, top=runs)
+            assert len(check.engines) == 2
+            # Engines run in the sandbox (its own host name and PID namespace).
+            assert {engine.host for engine in check.engines} == {"sandbox"}
+            # The site's worker gets the cluster too.
+            worker = next(
+                pid
+                for pid in descendants(launcher.pid)
+                if "runner@" in Path(f"/proc/{pid}/cmdline").read_text()
+            )
+            worker_env = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+            assert f"LOCAL_CLUSTER={connection_file}".encode() in worker_env
+
+            engine_group = next(
+                pid
+                for pid in descendants(launcher.pid)
+                if "ipyparallel.engine" in Path(f"/proc/{pid}/cmdline").read_text()
+                and os.getpgid(pid) == pid
+            )
+            os.killpg(engine_group, signal.SIGKILL)
+            deadline = time.monotonic() + 120
+            while "started a fresh one" not in log_path.read_text():
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.5)
+            processes = descendants(launcher.pid)
+        finally:
+            launcher.send_signal(signal.SIGINT)
+            launcher.wait(timeout=60)
+    time.sleep(0.5)
+    assert [pid for pid in processes if alive(pid)] == []
+    assert "Stopped." in log_path.read_text()

@@ -66,6 +66,10 @@ def test_production_settings_pass_the_deploy_check():
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL must start with one of"),
         ({"S3_BUCKET": "results"}, "S3_BUCKET and S3_ENDPOINT_URL must be set together"),
         ({"LOCAL_CORES": "many"}, "LOCAL_CORES must be a whole number"),
+        (
+            {"LOCAL_CLUSTER": "/nowhere/ipcontroller-client.json"},
+            "LOCAL_CLUSTER names /nowhere/ipcontroller-client.json, which does not exist",
+        ),
         ({"SANDBOX": "off"}, "SANDBOX=off is refused when DEBUG is off"),
         ({"SANDBOX": "none"}, "SANDBOX must be bwrap, off (DEBUG only) or off-trust-all-models"),
         ({"PATH": "/nowhere"}, "SANDBOX=bwrap but bubblewrap is not installed"),

@@ -52,6 +52,16 @@ CORES_VARIABLE = "REBUILD_LOCAL_CORES"
 PROGRESS_FILE_VARIABLE = "REBUILD_LOCAL_PROGRESS_FILE"
 STARTED_AT_VARIABLE = "REBUILD_LOCAL_STARTED_AT"
 FAILURE_FILE_VARIABLE = "REBUILD_LOCAL_FAILURE_FILE"
+# Set by the runner for a run on an ipyparallel cluster: the digest of the package's compiled
+# mechanisms ("" when it has none), which an engine joining during the run must load.
+CLUSTER_MECHANISMS_VARIABLE = "REBUILD_LOCAL_CLUSTER_MECHANISMS"
+# How long a cluster run waits for an engine when every engine is gone, in seconds.
+CLUSTER_WAIT_VARIABLE = "REBUILD_LOCAL_CLUSTER_WAIT_SECONDS"
+CLUSTER_WAIT_SECONDS = 60.0
+# A task whose engine dies is sent to another engine up to this many times.
+CLUSTER_RETRIES = 3
+# What each engine runs before it evaluates (see the file).
+ENGINE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster_engine.py")
 
 PROGRESS_FORMAT = 1
 RUNNING = "running"
@@ -89,6 +99,9 @@ def progress_document(*, cores: int | None, started_at: str, phase: str = RUNNIN
         "std": None,
         "worst": None,
         "evaluation_seconds": 0.0,
+        # On a cluster: evaluations done by each engine (id -> count), and engines lost.
+        "engines": {},
+        "engines_lost": [],
         "started_at": started_at,
         "evaluations_started_at": None,
         "updated_at": started_at,
@@ -163,6 +176,19 @@ class ProgressRecorder:
     def evaluation_done(self, count: int = 1) -> None:
         self.document["evaluations_done"] += count
         self.document["evaluations_in_generation"] += count
+        self._write()
+
+    def engine_evaluations(self, engine_ids: list) -> None:
+        """Count the evaluations of one map by the engine that did each one."""
+        engines = self.document["engines"]
+        for engine_id in engine_ids:
+            key = str(engine_id)
+            engines[key] = engines.get(key, 0) + 1
+        self._write()
+
+    def engine_lost(self, engine_id: int) -> None:
+        if engine_id not in self.document["engines_lost"]:
+            self.document["engines_lost"].append(engine_id)
         self._write()
 
     def generation_recorded(self, entry: dict) -> None:
@@ -403,6 +429,104 @@ class CountedMap:
             self.recorder.map_finished()
 
 
+class ClusterMap:
+    """The model's ipyparallel map (``view.map_sync``), watched while the engines work.
+
+    The same view and the same map, in the same order (so a seed gives the serial run's
+    optimisation), only asynchronous, so that this process can count the evaluations as they
+    end, note which engine did each one, send a task whose engine died to another engine
+    (``retries``), prepare an engine that joins during the run, and give up with a clear
+    message when every engine is gone (ipyparallel would wait for one forever).
+    """
+
+    POLL_SECONDS = 0.5
+
+    def __init__(self, view, recorder: ProgressRecorder) -> None:
+        self.view = view
+        self.recorder = recorder
+        self.client = view.client
+        self.known: set = set(self.client.ids)
+        self.wait_seconds = _float_from_environment(CLUSTER_WAIT_VARIABLE, CLUSTER_WAIT_SECONDS)
+
+    def __call__(self, function, *iterables) -> list:
+        self.recorder.map_started()
+        try:
+            with self.view.temp_flags(retries=CLUSTER_RETRIES):
+                result = self.view.map_async(function, *iterables)
+            counted = 0
+            alone_since = None
+            while not result.ready():
+                result.wait(self.POLL_SECONDS)
+                done = result.progress
+                if done > counted:
+                    self.recorder.evaluation_done(done - counted)
+                    counted = done
+                if self._watch_engines():
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = time.monotonic()
+                elif time.monotonic() - alone_since > self.wait_seconds:
+                    with contextlib.suppress(Exception):
+                        result.abort()
+                    raise RuntimeError(
+                        "Every engine of the cluster was lost "
+                        f"(engines {', '.join(map(str, sorted(self.recorder.document['engines_lost'])))}); "
+                        f"none came back within {self.wait_seconds:g} s, so the run cannot go on."
+                    )
+            values = list(result.get())
+            if len(values) > counted:
+                self.recorder.evaluation_done(len(values) - counted)
+            self.recorder.engine_evaluations(
+                [metadata.get("engine_id") for metadata in result.metadata]
+            )
+            return values
+        finally:
+            self.recorder.map_finished()
+
+    def _watch_engines(self) -> bool:
+        """Note lost and new engines; True while at least one engine is there."""
+        ids = set(self.client.ids)
+        for engine_id in sorted(self.known - ids):
+            print(
+                f"Local run: engine {engine_id} of the cluster was lost; the other engines "
+                "take over its evaluations.",
+                file=sys.stderr,
+            )
+            self.recorder.engine_lost(engine_id)
+        new = sorted(ids - self.known)
+        if new:
+            self._prepare(new)
+        self.known = ids
+        return bool(ids)
+
+    def _prepare(self, engine_ids: list) -> None:
+        # An engine that joined after the runner's check: ready it the same way (the file
+        # lies beside this one); if it cannot serve, its tasks fail there and are retried.
+        digest = os.environ.get(CLUSTER_MECHANISMS_VARIABLE) or None
+        with open(ENGINE_SOURCE, encoding="utf-8") as source:
+            code = source.read()
+        call = f"\nrebuild_prepare_engine({os.getcwd()!r}, {digest!r})\n"
+        self.client[engine_ids].execute(code + call, block=False)
+        print(f"Local run: engines {engine_ids} joined the cluster.", file=sys.stderr)
+
+
+def _float_from_environment(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if math.isfinite(value) and value >= 0 else default
+
+
+def _ipyparallel_view(map_function):
+    """The ipyparallel view whose map ``map_function`` is, or None."""
+    view = getattr(map_function, "__self__", None)
+    module = type(view).__module__ if view is not None else ""
+    if module.startswith("ipyparallel") and hasattr(view, "map_async"):
+        return view
+    return None
+
+
 # --- patching BluePyOpt --------------------------------------------------------------------
 
 _recorder: ProgressRecorder | None = None
@@ -500,8 +624,12 @@ def patch_bluepyopt(module) -> None:
         given = bound.arguments.get("map_function")
         if given is None and not bound.arguments.get("use_scoop"):
             bound.arguments["map_function"] = EvaluationMap(_cores, recorder)
-        elif given is not None and not isinstance(given, EvaluationMap | CountedMap):
-            bound.arguments["map_function"] = CountedMap(given, recorder)
+        elif given is not None and not isinstance(given, EvaluationMap | CountedMap | ClusterMap):
+            view = _ipyparallel_view(given)
+            if view is not None and CLUSTER_MECHANISMS_VARIABLE in os.environ:
+                bound.arguments["map_function"] = ClusterMap(view, recorder)
+            else:
+                bound.arguments["map_function"] = CountedMap(given, recorder)
         original_init(*bound.args, **bound.kwargs)
 
     @functools.wraps(original_run)

@@ -18,6 +18,7 @@ class Command(BaseCommand):
         namespace.cores = namespace.cores or local_cores()
         namespace.mechanisms_cache = namespace.mechanisms_cache or settings.MECHANISMS_CACHE_DIR
         namespace.sandbox = namespace.sandbox or settings.SANDBOX
+        namespace.cluster = namespace.cluster or settings.LOCAL_CLUSTER
         code = run_from_arguments(namespace, stream=self.stdout._out)
         if code:
             raise SystemExit(code)
