@@ -151,6 +151,32 @@ def local_job(package, site, unblocked, running_worker) -> Job:
         )
 
 
+CONTINUED_NGEN = 4
+
+
+@pytest.fixture(scope="module")
+def continued_job(local_job, site, owner, unblocked, running_worker) -> Job:
+    """The local run continued to CONTINUED_NGEN generations (Continue, then Run here on
+    2 cores), until its results are in storage."""
+    with unblocked():
+        response = site.post(
+            f"/catalogue/continue-job/{local_job.pk}/",
+            {"max_ngen": str(CONTINUED_NGEN), "backend": "local"},
+        )
+        assert response.status_code == 302, _form_errors(response)
+        response = site.post(
+            response["Location"], {"cores_per_node": str(CORES), "runtime_hours": "1"}
+        )
+        assert response.status_code == 302, _form_errors(response)
+        job = Job.objects.filter(owner=owner, backend=Job.Backend.LOCAL).latest("pk")
+        return wait_for(
+            job,
+            lambda j: j.state in _ENDED,
+            timeout=RUN_SECONDS,
+            what=f"the continued run in storage (its log: {work_dir(job)})",
+        )
+
+
 @pytest.fixture(scope="module")
 def emulator_job(package, site, owner, unblocked, running_worker) -> Job:
     """Run NSG simulation on the emulator, polled until its results are in storage."""
@@ -522,6 +548,31 @@ def test_the_reference_model_s_stored_best_compared_with_the_new_run(
     assert dict(zip(bars[1]["y"], bars[1]["x"], strict=True)) == pytest.approx(new)
     voltages = [t for t in figures["traces"]["data"] if t.get("meta", {}).get("kind") == "voltage"]
     assert {t["meta"]["analysis"] for t in voltages} == {0, 1}
+
+
+@pytest.mark.django_db
+def test_the_local_run_continued_to_four_generations_keeps_its_first_two(
+    site, local_job, continued_job
+):
+    """Continue the 2-generation run made here to 4, here: the new run's logbook has
+    generations 1 to 4, the first two the earlier run's own; a count at or below the
+    checkpoint's generation is refused."""
+    page = site.get(f"/catalogue/continue-job/{local_job.pk}/").content.decode()
+    assert f'id="stored-generation">{MAX_NGEN}<' in page
+    assert f'id="offspring-size">{OFFSPRING_SIZE}<' in page
+    refused = site.post(
+        f"/catalogue/continue-job/{local_job.pk}/", {"max_ngen": str(MAX_NGEN), "backend": "local"}
+    )
+    assert refused.status_code == 400
+    assert f"must be more than {MAX_NGEN}" in refused.content.decode()
+
+    _assert_collected(continued_job)
+    assert continued_job.pk != local_job.pk
+    before = _checkpoint_of(local_job)["logbook"]
+    after = _checkpoint_of(continued_job)["logbook"]
+    assert [record["gen"] for record in after] == list(range(1, CONTINUED_NGEN + 1))
+    assert [dict(record) for record in after[:MAX_NGEN]] == [dict(record) for record in before]
+    assert continued_job.progress["generation"] == CONTINUED_NGEN
 
 
 # ----------------------------------------------------------------------------- browser
