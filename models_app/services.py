@@ -497,6 +497,13 @@ def parameter_set_save(
 # ----------------------------------------------------------------------------- packages
 
 
+def _package_store(owner, run_name: str, zip_path: Path, sha256: str) -> str:
+    """Store a built package's zip under the owner's packages, named by its content."""
+    storage_name = f"{PACKAGES_PREFIX}/{owner.get_username()}/{sha256[:12]}/{run_name}.zip"
+    with open(zip_path, "rb") as handle:
+        return default_storage.save(storage_name, File(handle))
+
+
 def package_create(
     *,
     optimisation: Optimisation,
@@ -524,11 +531,7 @@ def package_create(
             out=zip_path,
             source_name=optimisation.name,
         )
-        storage_name = (
-            f"{PACKAGES_PREFIX}/{owner.get_username()}/{result.sha256[:12]}/{run_name}.zip"
-        )
-        with open(zip_path, "rb") as handle:
-            stored = default_storage.save(storage_name, File(handle))
+        stored = _package_store(owner, run_name, zip_path, result.sha256)
     try:
         return RunPackage.objects.create(
             optimisation=optimisation,
@@ -698,11 +701,7 @@ def package_continue_create(
     ):
         zip_path = Path(out_dir) / f"{run_name}.zip"
         result = _continued_package(run_folder, found, run_name, max_ngen, zip_path, optimisation)
-        storage_name = (
-            f"{PACKAGES_PREFIX}/{owner.get_username()}/{result.sha256[:12]}/{run_name}.zip"
-        )
-        with open(zip_path, "rb") as handle:
-            stored = default_storage.save(storage_name, File(handle))
+        stored = _package_store(owner, run_name, zip_path, result.sha256)
     try:
         return RunPackage.objects.create(
             optimisation=optimisation,
