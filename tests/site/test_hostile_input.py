@@ -81,6 +81,8 @@ ENDPOINTS = {
         ("GET",), ("offspring_size", "max_ngen", "package"), target="model"
     ),
     "models_app:package_download": Endpoint(("GET",), target="package"),
+    "models_app:continue": Endpoint(("GET", "POST"), ("max_ngen", "backend"), target="model"),
+    "models_app:continue_job": Endpoint(("GET", "POST"), ("max_ngen", "backend"), target="job"),
     "nsg_app:jobs": Endpoint(("GET",)),
     "nsg_app:jobs_status": Endpoint(("GET",)),
     "nsg_app:refresh": Endpoint(("POST",)),
@@ -88,11 +90,14 @@ ENDPOINTS = {
     "nsg_app:account_forget": Endpoint(("POST",)),
     "nsg_app:submit_nsg": Endpoint(
         ("GET", "POST"),
-        ("tool", "nodes", "cores_per_node", "runtime_hours", "seed"),
+        ("tool", "nodes", "cores_per_node", "runtime_hours", "seeds", "seed"),
         target="package",
     ),
     "nsg_app:submit_local": Endpoint(
-        ("GET", "POST"), ("cores_per_node", "runtime_hours", "seed"), target="package"
+        ("GET", "POST"), ("cores_per_node", "runtime_hours", "seeds", "seed"), target="package"
+    ),
+    "nsg_app:run_cost": Endpoint(
+        ("GET",), ("nodes", "cores_per_node", "runtime_hours"), target="package"
     ),
     "nsg_app:job": Endpoint(("GET",), target="job"),
     "nsg_app:job_status": Endpoint(("GET",), target="job"),
@@ -114,6 +119,9 @@ ENDPOINTS = {
     "analysis_app:traces": Endpoint(("GET",), target="analysis"),
     "analysis_app:save": Endpoint(("POST",), ("folder",), target="analysis"),
     "analysis_app:delete": Endpoint(("GET", "POST"), ("confirm",), target="analysis"),
+    "analysis_app:compare": Endpoint(("GET",), ("analysis",)),
+    "analysis_app:compare_figures": Endpoint(("GET",), ("analysis",)),
+    "analysis_app:compare_save": Endpoint(("POST",), ("analysis", "folder")),
 }
 
 # A sane value for each <str:...>/<path:...> part, replaced in turn by each hostile value.
