@@ -119,6 +119,7 @@ def compile_mechanisms(
                 [_nrnivmodl(), "mechanisms"],
                 cwd=work,
                 writable=[work],
+                readable=[NRN_CXX],
                 env=env,
                 limits=Limits.for_runtime(COMPILE_TIMEOUT_SECONDS),
                 capture_output=True,
@@ -145,6 +146,9 @@ def compile_mechanisms(
             problems = [f"nrnivmodl exited with code {completed.returncode}"]
             problems += [f"see the log for {name}" for name in failing[:10]]
             raise MechanismCompileError(problems, log=log)
+        used = len(list((work / ".pch").glob("used-*")))
+        if used:
+            log += f"\n{PCH_LOG_LINE.format(used=used, files=len(sources))}\n"
         (work / "nrnivmodl.log").write_text(log)
         shutil.rmtree(work / "mechanisms")
         shutil.rmtree(work / ".pch", ignore_errors=True)  # 60 MB of no use once compiled
@@ -160,6 +164,8 @@ def compile_mechanisms(
 
 
 PCH_MIN_MOD_FILES = 6
+PCH_LOG_LINE = "NEURON's mechanism headers were precompiled; {used} of {files} files used them."
+NRN_CXX = Path(nrn_cxx.__file__)
 
 
 def _precompiled_headers(folder: Path, mod_files: int) -> dict[str, str]:
@@ -171,12 +177,11 @@ def _precompiled_headers(folder: Path, mod_files: int) -> dict[str, str]:
     shell unquoted: with a path that needs quoting, plain g++ too."""
     if mod_files < PCH_MIN_MOD_FILES:
         return {}
-    script = Path(__file__).with_name("nrn_cxx.py")
-    if any(shlex.quote(str(path)) != str(path) for path in (Path(sys.executable), script)):
+    if any(shlex.quote(str(path)) != str(path) for path in (Path(sys.executable), NRN_CXX)):
         return {}
     real = os.environ.get("CXX") or (sysconfig.get_config_var("CXX") or "g++").split()[0]
     return {
-        "CXX": f"{sys.executable} {script}",
+        "CXX": f"{sys.executable} {NRN_CXX}",
         nrn_cxx.REAL_CXX: real,
         nrn_cxx.PCH_DIR: str(folder),
     }

@@ -21,9 +21,9 @@ Anything else, and any failure of the header's build, compiles the file exactly 
 given.
 
 This file runs as a script, in the sandbox, with the standard library only:
-``python nrn_cxx.py <compiler arguments>``; ``REBUILD_REAL_CXX`` names the compiler and
-``REBUILD_PCH_DIR`` the folder the header is built in (outside the compiled folder, which is
-cached and copied into every run).
+``python nrn_cxx.py <compiler arguments>``; ``REBUILD_NRN_CXX_COMPILER`` names the compiler
+and ``REBUILD_NRN_CXX_HEADER_DIR`` the folder the header is built in (outside the compiled
+folder, which is cached and copied into every run).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import sys
 import time
 from pathlib import Path
 
-REAL_CXX = "REBUILD_REAL_CXX"
-PCH_DIR = "REBUILD_PCH_DIR"
+REAL_CXX = "REBUILD_NRN_CXX_COMPILER"
+PCH_DIR = "REBUILD_NRN_CXX_HEADER_DIR"
 
 _INCLUDE = re.compile(r"#\s*include\s+(\S.*?)\s*$")
 _MACRO = re.compile(r"#\s*(?:define|undef)\s+([A-Za-z_]\w*)")

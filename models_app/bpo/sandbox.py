@@ -102,10 +102,13 @@ ALLOWED_ENVIRONMENT = frozenset(
         "USEIPYP",
         "IPYTHONDIR",
         "IPYTHON_PROFILE",
+        # nrnivmodl's compiler: models_app/bpo/nrn_cxx.py (NEURON's headers precompiled).
+        "CXX",
     }
 )
-# Prefixes of further names allowed: locales, BluePyOpt's seed, the local run's injection.
-ALLOWED_ENVIRONMENT_PREFIXES = ("LC_", "BLUEPYOPT_", "REBUILD_LOCAL_")
+# Prefixes of further names allowed: locales, BluePyOpt's seed, the local run's injection,
+# nrn_cxx.py's settings.
+ALLOWED_ENVIRONMENT_PREFIXES = ("LC_", "BLUEPYOPT_", "REBUILD_LOCAL_", "REBUILD_NRN_CXX_")
 
 # The files of /etc a model's processes need: the dynamic linker's cache, user and group
 # names, time zone, the C compiler's alternatives (nrnivmodl runs cc), fonts (matplotlib).

@@ -1,6 +1,7 @@
 """nrnivmodl with NEURON's headers precompiled (models_app/bpo/nrn_cxx.py): the very same
 objects as a plain build, and a plain compile wherever the header could change a file."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,6 +36,14 @@ def test_mechanisms_build_to_the_same_bytes_with_the_header(tmp_path, many_mecha
     assert len(used) >= 4 and {Path(name).stem for name in used} <= {
         path.stem for path in many_mechanisms.glob("*.mod")
     }
+
+
+def test_the_site_s_compile_uses_the_header_in_the_sandbox(tmp_path, many_mechanisms):
+    compiled = mechanisms.compile_mechanisms(many_mechanisms, cache_dir=tmp_path / "cache")
+    assert (compiled.architecture_folder / "libnrnmech.so").is_file()
+    line = re.search(r"precompiled; (\d+) of (\d+) files used them", compiled.log)
+    assert line and int(line[2]) == 8 and int(line[1]) >= 4, compiled.log[-2000:]
+    assert not list(compiled.folder.rglob("*.gch"))  # the header is not kept in the cache
 
 
 def test_a_model_with_few_mechanisms_compiles_as_nrnivmodl_does_alone(tmp_path):
