@@ -2,7 +2,6 @@
 objects as a plain build, and a plain compile wherever the header could change a file."""
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from models_app.bpo import mechanisms, nrn_cxx
 from tests.fixtures.demo import DEMO_FOLDER
 from tests.fixtures.mechanisms import built_files, compiled_both_ways
 
-pytestmark = pytest.mark.skipif(not shutil.which("g++"), reason="needs g++")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
