@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from analysis_app.models import Analysis
+from analysis_app.models import Analysis, SavedComparison
 
 
 @admin.register(Analysis)
@@ -31,3 +31,12 @@ class AnalysisAdmin(admin.ModelAdmin):
         "finished_at",
         "saved_at",
     )
+
+
+@admin.register(SavedComparison)
+class SavedComparisonAdmin(admin.ModelAdmin):
+    list_display = ("saved_to", "owner", "status", "created_at", "saved_at")
+    list_filter = ("status",)
+    search_fields = ("saved_to", "owner__username")
+    raw_id_fields = ("owner", "analyses")
+    readonly_fields = ("compared", "files", "created_at", "queued_at", "heartbeat_at", "saved_at")

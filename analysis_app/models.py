@@ -153,3 +153,68 @@ class Analysis(models.Model):
     def stored_prefix(self) -> str:
         """Where the analysis' files are read from: its saved folder once saved."""
         return self.saved_to if self.is_saved else self.result_prefix
+
+
+class SavedComparison(models.Model):
+    """A comparison of analyses saved under ``BluePyOptAnalysis/<user>/<folder>/``.
+
+    The folder is claimed in the request and written by the task ``save_comparison``.
+    ``compared`` keeps each analysis' id and name, in the order compared: an analysis deleted
+    later leaves ``analyses`` without it, and the row still says what was compared.
+    """
+
+    class Status(models.TextChoices):
+        SAVING = "saving", "Saving"
+        SAVED = "saved", "Saved"
+        FAILED = "failed", "Saving failed"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_comparisons"
+    )
+    analyses = models.ManyToManyField(Analysis, related_name="saved_comparisons", blank=True)
+    compared = models.JSONField(
+        default=list, help_text="The analyses compared, in order: id, name and folder of each."
+    )
+    saved_to = models.CharField(max_length=500)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.SAVING, db_index=True
+    )
+    error = models.TextField(blank=True)
+    files = models.JSONField(
+        default=list, blank=True, help_text="Names of the saved files, under the folder."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The periodic sweep queues the save again when nothing reports for a while; the
+    # heartbeat is also the writer's claim (a writer whose beat was replaced stops).
+    queued_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    saved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One comparison per saved folder; a failed save left nothing there and frees it
+            # (its row still names the folder it tried).
+            models.UniqueConstraint(
+                fields=["saved_to"],
+                condition=~Q(status="failed"),
+                name="unique_saved_comparison_folder",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.folder
+
+    def get_absolute_url(self) -> str:
+        # No page of its own: its row in the analyses page's "Saved comparisons".
+        return f"{reverse('analysis_app:analyses')}#comparison-{self.pk}"
+
+    @property
+    def folder(self) -> str:
+        return self.saved_to.rsplit("/", 1)[-1]
+
+    @property
+    def compared_ids(self) -> list[int]:
+        return [entry["id"] for entry in self.compared]

@@ -4,7 +4,9 @@ An analysis copies its source out of storage into a work folder under
 ANALYSIS_WORK_DIR, runs the engine in a child process (``engine_process``), and stores
 what the engine wrote under ``analyses/<user>/<id>/``. "Save analysis" copies that, with
 every figure as HTML and PNG, to ``BluePyOptAnalysis/<user>/<folder>/``, never over an
-existing folder. Every file goes through Django's default storage (filesystem or S3).
+existing folder; "Save comparison" writes comparison.json and the comparison's figures (HTML
+and PNG) to a folder of its own there. Both claim the folder in the request and are written
+by a Celery task. Every file goes through Django's default storage (filesystem or S3).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -33,8 +36,9 @@ from django.utils import timezone
 
 from analysis_app.engine import ANALYSIS_FILE, AnalysisError, compare, figures
 from analysis_app.engine.errors import INTERNAL, INVALID_SOURCE
+from analysis_app.engine.figures import FigureExportError
 from analysis_app.engine_process import run_engine
-from analysis_app.models import Analysis
+from analysis_app.models import Analysis, SavedComparison
 from rebuild_site.deletion import DeleteRefused
 from rebuild_site.stored import folder_used, stored_files
 
@@ -408,7 +412,41 @@ _MAX_FOLDER_SUFFIX = 50
 
 
 def _saved_folder_taken(prefix: str) -> bool:
-    return Analysis.objects.filter(saved_to=prefix).exists() or folder_used(prefix)
+    """Whether a saved analysis or a saved comparison claims ``prefix``, or storage holds
+    files there. A failed comparison's row still names its folder, but left nothing in it
+    and does not hold it."""
+    return (
+        Analysis.objects.filter(saved_to=prefix).exists()
+        or SavedComparison.objects.filter(saved_to=prefix)
+        .exclude(status=SavedComparison.Status.FAILED)
+        .exists()
+        or folder_used(prefix)
+    )
+
+
+def _chosen_folder_name(name: str | None) -> str | None:
+    """The folder name the user typed (None: the default); SaveRefused unless it is a plain
+    name, which cannot reach outside the user's saved folders."""
+    name = (name or "").strip() or None
+    if name is not None and (_safe_name(name) != name or len(name) > 200):
+        raise SaveRefused(
+            f"{name!r} cannot be a folder name: use letters, digits, '.', '-' and '_' "
+            f"(for example {_safe_name(name)!r})."
+        )
+    return name
+
+
+@contextlib.contextmanager
+def _saved_folders_locked(owner) -> Iterator[None]:
+    """A transaction in which one of ``owner``'s saved folders is checked and claimed.
+
+    Each table keeps its saved folders unique (a constraint), but a saved analysis and a
+    saved comparison could claim the same folder at the same moment: claims lock the
+    owner's row, since every folder they claim is under BluePyOptAnalysis/<owner>/.
+    (SQLite, whose transactions are immediate here, has one writer at a time anyway.)"""
+    with transaction.atomic():
+        list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values("pk"))
+        yield
 
 
 def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
@@ -424,12 +462,7 @@ def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
         raise SaveRefused(f"This analysis is already saved in {analysis.saved_to}/.")
     if analysis.save_status == Analysis.SaveStatus.SAVING:
         raise SaveRefused(f"This analysis is being saved to {analysis.saved_to}/.")
-    name = (name or "").strip() or None
-    if name is not None and (_safe_name(name) != name or len(name) > 200):
-        raise SaveRefused(
-            f"{name!r} cannot be a folder name: use letters, digits, '.', '-' and '_' "
-            f"(for example {_safe_name(name)!r})."
-        )
+    name = _chosen_folder_name(name)
     prefix = saved_folder(analysis, name)
 
     def taken() -> SaveRefused:
@@ -440,10 +473,10 @@ def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
             suggested=free,
         )
 
-    if folder_used(prefix):
-        raise taken()
     try:
-        with transaction.atomic():
+        with _saved_folders_locked(analysis.owner):
+            if _saved_folder_taken(prefix):
+                raise taken()
             claimed = (
                 Analysis.objects.filter(pk=analysis.pk, status=Analysis.Status.DONE)
                 .exclude(save_status__in=[Analysis.SaveStatus.SAVING, Analysis.SaveStatus.SAVED])
@@ -618,17 +651,16 @@ def free_comparison_folder(owner, analyses: list[Analysis], name: str | None = N
     return _free_folder(owner, base, fallback=base)
 
 
-def comparison_save(*, owner, analyses: list[Analysis], name: str | None = None) -> str:
-    """Save the comparison under ``BluePyOptAnalysis/<owner>/<name>/`` (default
-    ``compare-<names>``): comparison.json and every figure as self-contained HTML; the
-    folder. Nothing is overwritten and nothing half-written is left: SaveRefused, with a
-    free name to use instead when the folder is taken."""
-    name = (name or "").strip() or None
-    if name is not None and (_safe_name(name) != name or len(name) > 200):
-        raise SaveRefused(
-            f"{name!r} cannot be a folder name: use letters, digits, '.', '-' and '_' "
-            f"(for example {_safe_name(name)!r})."
-        )
+def comparison_save_start(
+    *, owner, analyses: list[Analysis], name: str | None = None
+) -> SavedComparison:
+    """Claim ``BluePyOptAnalysis/<owner>/<name>/`` (default ``compare-<names>``) for the
+    comparison and queue the task that writes it (``comparison_save_write``); the claim.
+
+    Raises SaveRefused when the name is not a plain folder name, or the folder is taken (in
+    storage, by a saved analysis or by another saved comparison): a saved folder is never
+    overwritten, and the refusal offers a free name instead."""
+    name = _chosen_folder_name(name)
     folder = name or comparison_folder(analyses)
     prefix = f"{SAVED_PREFIX}/{owner.get_username()}/{folder}"
 
@@ -640,12 +672,146 @@ def comparison_save(*, owner, analyses: list[Analysis], name: str | None = None)
             suggested=free,
         )
 
-    if _saved_folder_taken(prefix):
-        raise taken()
-    entries = comparison_entries(analyses)
-    compared = compare.comparison(entries)
-    built = compare.comparison_figures(entries, compared)
-    document = {
+    from analysis_app.tasks import save_comparison
+
+    try:
+        with _saved_folders_locked(owner):
+            if _saved_folder_taken(prefix):
+                raise taken()
+            saved = SavedComparison.objects.create(
+                owner=owner,
+                compared=[
+                    {"id": analysis.pk, "name": str(analysis), "folder": analysis.folder}
+                    for analysis in analyses
+                ],
+                saved_to=prefix,
+                # the task is queued now: the sweep leaves it alone for a while
+                queued_at=timezone.now(),
+            )
+            saved.analyses.set(analyses)
+            transaction.on_commit(lambda: save_comparison.delay(saved.pk))
+    except IntegrityError:
+        raise taken() from None
+    return saved
+
+
+class _ClaimLost(Exception):
+    """The save was taken over (its worker was thought dead): stop, and touch nothing."""
+
+
+class _ComparisonBeat:
+    """Beats a comparison save's heartbeat, which is also its writer's claim: when another
+    worker has taken the save over (the heartbeat is no longer the one written here),
+    raises _ClaimLost instead."""
+
+    def __init__(self, comparison_id: int, claimed_at) -> None:
+        self.comparison_id = comparison_id
+        self.at = claimed_at
+
+    def __call__(self) -> None:
+        now = timezone.now()
+        if not SavedComparison.objects.filter(
+            pk=self.comparison_id, status=SavedComparison.Status.SAVING, heartbeat_at=self.at
+        ).update(heartbeat_at=now):
+            raise _ClaimLost()
+        self.at = now
+
+    def rows(self):
+        """The save's row, as long as it is this writer's."""
+        return SavedComparison.objects.filter(
+            pk=self.comparison_id, status=SavedComparison.Status.SAVING, heartbeat_at=self.at
+        )
+
+
+def comparison_save_write(*, comparison_id: int) -> str:
+    """Write a claimed comparison's folder (the Celery task ``save_comparison``): every
+    figure as self-contained HTML and as PNG, then comparison.json; all of it or nothing.
+
+    Claimed like a saved analysis: a save whose worker died (its heartbeat stale) is taken
+    over by the task the sweep queues again, and never written by two at once."""
+    saving = SavedComparison.objects.filter(pk=comparison_id, status=SavedComparison.Status.SAVING)
+    if not saving.exists():
+        return NOT_SAVING
+    now = timezone.now()
+    if not saving.filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - timedelta(seconds=STALE_SECONDS))
+    ).update(heartbeat_at=now):
+        return NOT_CLAIMED
+    saved = SavedComparison.objects.get(pk=comparison_id)
+    beat = _ComparisonBeat(comparison_id, now)
+    prefix = saved.saved_to
+    written: list[str] = []
+    try:
+        # The folder was reserved for this comparison alone: anything in it is what an
+        # interrupted save of it wrote, and is written again whole.
+        _storage_delete(stored_files(prefix))
+        analyses = _compared_analyses(saved)
+        entries = comparison_entries(analyses)
+        compared = compare.comparison(entries)
+        built = compare.comparison_figures(entries, compared)
+        with tempfile.TemporaryDirectory(prefix="comparison-save-") as scratch:
+            folder = Path(scratch)
+            figures.write_figure_files(
+                built, folder / FIGURES_DIR, html=True, png=True, on_wait=beat
+            )
+            (folder / COMPARISON_FILE).write_text(
+                json.dumps(_comparison_document(analyses, compared), indent=1, default=str),
+                encoding="utf-8",
+            )
+            names = sorted(
+                p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
+            )
+            names.sort(key=lambda n: n == COMPARISON_FILE)  # last: its presence means complete
+            for relative in names:
+                beat()
+                with open(folder / relative, "rb") as handle:
+                    written.append(_storage_write(f"{prefix}/{relative}", handle))
+    except _ClaimLost:
+        logger.warning("saving comparison %s: taken over by another worker", comparison_id)
+        return NOT_CLAIMED
+    except Exception as error:
+        try:
+            beat()  # still this writer's: what it wrote is its own to remove
+        except _ClaimLost:
+            return NOT_CLAIMED
+        _storage_delete(written)
+        logger.warning("saving comparison %s failed: %s", comparison_id, error, exc_info=True)
+        beat.rows().update(
+            status=SavedComparison.Status.FAILED,
+            heartbeat_at=None,
+            error=_comparison_save_failure(error, prefix),
+        )
+        return FAILED
+    if not beat.rows().update(
+        status=SavedComparison.Status.SAVED, files=names, error="", saved_at=timezone.now()
+    ):
+        return NOT_CLAIMED
+    return SAVED
+
+
+def _compared_analyses(saved: SavedComparison) -> list[Analysis]:
+    """The analyses of a saved comparison, in the order compared; CompareRefused when one
+    was deleted or is no longer done since the comparison was claimed."""
+    found = {
+        analysis.pk: analysis
+        for analysis in saved.analyses.select_related("owner", "job", "optimisation")
+    }
+    gone = [entry["name"] for entry in saved.compared if entry["id"] not in found]
+    if gone:
+        raise compare.CompareRefused(
+            f"{', '.join(gone)} {'was' if len(gone) == 1 else 'were'} deleted before the "
+            "comparison was written"
+        )
+    analyses = [found[entry["id"]] for entry in saved.compared]
+    unfinished = [str(a) for a in analyses if a.status != Analysis.Status.DONE]
+    if unfinished:
+        raise compare.CompareRefused(f"{', '.join(unfinished)} is no longer a finished analysis")
+    return analyses
+
+
+def _comparison_document(analyses: list[Analysis], compared: dict[str, Any]) -> dict[str, Any]:
+    """comparison.json: what was compared, where each analysis is stored, and every score."""
+    return {
         "format_version": 1,
         "created_at": timezone.now().isoformat(timespec="seconds"),
         "analyses": [
@@ -660,28 +826,37 @@ def comparison_save(*, owner, analyses: list[Analysis], name: str | None = None)
         ],
         **compared,
     }
-    written: list[str] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="comparison-save-") as scratch:
-            folder_path = Path(scratch)
-            figures.write_figure_files(built, folder_path / FIGURES_DIR, html=True, png=False)
-            (folder_path / COMPARISON_FILE).write_text(
-                json.dumps(document, indent=1, default=str), encoding="utf-8"
-            )
-            names = sorted(
-                p.relative_to(folder_path).as_posix() for p in folder_path.rglob("*") if p.is_file()
-            )
-            names.sort(key=lambda n: n == COMPARISON_FILE)  # last: its presence means complete
-            for relative in names:
-                target = f"{prefix}/{relative}"
-                if default_storage.exists(target):  # another save got there first
-                    raise taken()
-                with open(folder_path / relative, "rb") as handle:
-                    written.append(_storage_write(target, handle))
-    except BaseException:
-        _storage_delete(written)
-        raise
-    return prefix
+
+
+def _comparison_save_failure(error: Exception, prefix: str) -> str:
+    """What a user is told when a comparison could not be saved (the log has the rest)."""
+    if isinstance(error, FigureExportError):
+        said = str(error).splitlines()[0].removesuffix(" It said:").strip()
+        reason = f"the server could not draw its figures as PNG images ({said})"
+    elif isinstance(error, compare.CompareRefused):
+        reason = str(error).rstrip(".")
+    elif isinstance(error, OSError):
+        reason = f"the storage refused a file ({error})"
+    else:
+        reason = f"it stopped unexpectedly ({type(error).__name__}: {error})"
+    return (
+        f"The comparison was not saved: {reason}. Nothing was kept in {prefix}/; "
+        "open the comparison again to save it."
+    )
+
+
+def saved_comparisons_of(*, user, analyses: list[Analysis]) -> list[SavedComparison]:
+    """The saved comparisons ``user`` may see of exactly these analyses, in this order."""
+    ids = [analysis.pk for analysis in analyses]
+    rows = SavedComparison.objects.visible_to(user).filter(analyses=analyses[0])
+    return [row for row in rows if row.compared_ids == ids]
+
+
+def comparison_file_open(*, saved: SavedComparison, name: str) -> IO[bytes]:
+    """One file of a saved comparison (comparison.json, figures/<name>.html or .png)."""
+    if saved.status != SavedComparison.Status.SAVED or name not in saved.files:
+        raise KeyError(name)
+    return default_storage.open(f"{saved.saved_to}/{name}", "rb")
 
 
 # ----------------------------------------------------------------------------- storage
@@ -790,13 +965,14 @@ def result_not_found(reference: str) -> str:
 
 
 def analyses_sweep(*, redrive_after: timedelta) -> dict[str, int]:
-    """Queue again every analysis and save that nothing has reported on for a while.
+    """Queue again every analysis and save (of an analysis or a comparison) that nothing has
+    reported on for a while.
 
     The database is the queue: a queued analysis whose message was lost, a running one
     whose worker died, a save stopped half-way are all found here (the periodic sweep of
     nsg_app.services.sweep) and claimed again by their tasks' conditional updates.
     """
-    from analysis_app.tasks import run_analysis, save_analysis
+    from analysis_app.tasks import run_analysis, save_analysis, save_comparison
 
     now = timezone.now()
     stale = now - timedelta(seconds=STALE_SECONDS)
@@ -809,14 +985,19 @@ def analyses_sweep(*, redrive_after: timedelta) -> dict[str, int]:
     saves = Analysis.objects.filter(not_lately, save_status=Analysis.SaveStatus.SAVING).filter(
         Q(save_heartbeat_at__isnull=True) | Q(save_heartbeat_at__lt=stale)
     )
-    counts = {"analyses": 0, "saves": 0}
-    for kind, rows, task in (("analyses", analyses, run_analysis), ("saves", saves, save_analysis)):
-        for analysis_id, queued_at in rows.values_list("pk", "queued_at"):
+    comparisons = SavedComparison.objects.filter(
+        not_lately, status=SavedComparison.Status.SAVING
+    ).filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+    counts = {"analyses": 0, "saves": 0, "comparison_saves": 0}
+    for kind, rows, task in (
+        ("analyses", analyses, run_analysis),
+        ("saves", saves, save_analysis),
+        ("comparison_saves", comparisons, save_comparison),
+    ):
+        for row_id, queued_at in rows.values_list("pk", "queued_at"):
             # Claimed, so that two sweeps at once queue it once.
-            if Analysis.objects.filter(pk=analysis_id, queued_at=queued_at).update(queued_at=now):
-                transaction.on_commit(
-                    lambda task=task, analysis_id=analysis_id: task.delay(analysis_id)
-                )
+            if rows.model.objects.filter(pk=row_id, queued_at=queued_at).update(queued_at=now):
+                transaction.on_commit(lambda task=task, row_id=row_id: task.delay(row_id))
                 counts[kind] += 1
     return counts
 
@@ -833,6 +1014,12 @@ def analysis_delete_refusal(analysis: Analysis) -> str:
         )
     if analysis.save_status == Analysis.SaveStatus.SAVING:
         return f"The analysis is being saved to {analysis.saved_to}/: delete it once it is saved."
+    comparing = analysis.saved_comparisons.filter(status=SavedComparison.Status.SAVING).first()
+    if comparing is not None:
+        return (
+            f"A comparison of it is being saved to {comparing.saved_to}/: delete it once "
+            "that is saved."
+        )
     return ""
 
 
@@ -865,4 +1052,41 @@ def analysis_delete(analysis: Analysis) -> int:
             if folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
     analysis.delete()
+    return len(names)
+
+
+def comparison_delete_refusal(saved: SavedComparison) -> str:
+    """Why the saved comparison cannot be deleted now, or "" when it can."""
+    if saved.status == SavedComparison.Status.SAVING:
+        return f"It is being saved to {saved.saved_to}/: delete it once it is saved."
+    return ""
+
+
+def comparison_stored_files(saved: SavedComparison) -> list[str]:
+    """The files deleting the saved comparison removes: its saved folder, comparison.json
+    first (a folder without it is no longer a complete comparison). A failed save left
+    nothing, and its folder may be another save's now: none."""
+    if saved.status != SavedComparison.Status.SAVED:
+        return []
+    return sorted(
+        stored_files(saved.saved_to),
+        key=lambda name: (not name.endswith(f"/{COMPARISON_FILE}"), name),
+    )
+
+
+def comparison_delete(saved: SavedComparison) -> int:
+    """Delete a saved comparison's folder and its row; how many stored files were removed.
+    Raises DeleteRefused (nothing deleted) while it is being saved. The analyses it
+    compared are not touched."""
+    try:
+        saved.refresh_from_db()  # as it is now, not as the page saw it
+    except SavedComparison.DoesNotExist:
+        raise DeleteRefused("It was deleted already.") from None
+    refusal = comparison_delete_refusal(saved)
+    if refusal:
+        raise DeleteRefused(refusal)
+    names = comparison_stored_files(saved)
+    for name in names:
+        default_storage.delete(name)
+    saved.delete()
     return len(names)

@@ -22,3 +22,8 @@ def run_analysis(self, analysis_id: int) -> str:
 @shared_task(name="analysis_app.save_analysis")
 def save_analysis(analysis_id: int) -> str:
     return services.analysis_save_write(analysis_id=analysis_id)
+
+
+@shared_task(name="analysis_app.save_comparison")
+def save_comparison(comparison_id: int) -> str:
+    return services.comparison_save_write(comparison_id=comparison_id)

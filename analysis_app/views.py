@@ -13,7 +13,7 @@ from analysis_app import services
 from analysis_app.engine import compare
 from analysis_app.engine.figures import FIGURE_NAMES, FigureExportError
 from analysis_app.forms import AnalysisSourceForm
-from analysis_app.models import Analysis
+from analysis_app.models import Analysis, SavedComparison
 from models_app.models import Optimisation
 from nsg_app.models import Job
 from nsg_app.services import seed_runs
@@ -81,6 +81,11 @@ def analyses(request):
         )
         return redirect(analysis)
     rows = Analysis.objects.visible_to(request.user).select_related("owner", "job", "optimisation")
+    comparisons = (
+        SavedComparison.objects.visible_to(request.user)
+        .select_related("owner")
+        .prefetch_related("analyses")
+    )
     return render(
         request,
         "analysis_app/analyses.html",
@@ -88,6 +93,7 @@ def analyses(request):
             "form": form,
             "analyses": rows.exclude(save_status=Analysis.SaveStatus.SAVED)[:100],
             "saved": rows.filter(save_status=Analysis.SaveStatus.SAVED).order_by("-saved_at"),
+            "comparisons": [_comparison_row(saved) for saved in comparisons],
             "upload_max": settings.UPLOAD_MAX_BYTES,
         },
         status=400 if form.errors else 200,
@@ -343,6 +349,7 @@ def compare_analyses(request):
         request,
         "analysis_app/compare.html",
         {
+            "saved_comparisons": services.saved_comparisons_of(user=request.user, analyses=chosen),
             "analyses": list(zip(chosen, compared["fitness"], compare.PALETTE, strict=False)),
             "compared": compared,
             "rows": rows,
@@ -370,7 +377,8 @@ def compare_figures(request):
 
 @require_POST
 def compare_save(request):
-    """ "Save comparison": BluePyOptAnalysis/<user>/compare-<names>/, never overwriting."""
+    """ "Save comparison": claims BluePyOptAnalysis/<user>/compare-<names>/ (never an existing
+    folder) and queues its writing; the compare page then says where it is being saved."""
     try:
         chosen, _, _ = _compared(request, request.POST)
     except compare.CompareRefused as error:
@@ -378,20 +386,107 @@ def compare_save(request):
         return redirect("analysis_app:analyses")
     page = reverse("analysis_app:compare")
     try:
-        prefix = services.comparison_save(
+        saved = services.comparison_save_start(
             owner=request.user, analyses=chosen, name=request.POST.get("folder", "")[:500]
         )
     except services.SaveRefused as error:
         messages.error(request, f"Not saved: {error}")
         extra = {"folder": error.suggested} if error.suggested else {}
         return redirect(f"{page}?{_compare_query(chosen, **extra)}")
-    except compare.CompareRefused as error:  # an analysis became unreadable meanwhile
-        messages.error(request, f"Not saved: {error}")
-        return redirect(f"{page}?{_compare_query(chosen)}")
-    except OSError as error:
-        messages.error(request, f"Not saved: the storage refused a file ({error}).")
-        return redirect(f"{page}?{_compare_query(chosen)}")
-    messages.success(
-        request, f"Comparison saved in {prefix}/ (comparison.json and the figures as HTML)."
+    messages.info(
+        request,
+        f"Saving the comparison to {saved.saved_to}/ (comparison.json and the figures as "
+        "HTML and PNG).",
     )
     return redirect(f"{page}?{_compare_query(chosen)}")
+
+
+# ----------------------------------------------------------------------------- saved comparisons
+
+
+def _get_comparison(request, pk) -> SavedComparison:
+    return get_object_or_404(SavedComparison.objects.visible_to(request.user), pk=pk)
+
+
+def _comparison_row(saved: SavedComparison) -> dict:
+    """What the "Saved comparisons" table shows of one: each analysis compared (with its
+    page while it exists), "Open" while they all exist and are done, and the files."""
+    existing = {analysis.pk: analysis for analysis in saved.analyses.all()}
+    compared = [{**entry, "analysis": existing.get(entry["id"])} for entry in saved.compared]
+    openable = all(
+        entry["analysis"] is not None and entry["analysis"].status == Analysis.Status.DONE
+        for entry in compared
+    )
+    return {
+        "saved": saved,
+        "compared": compared,
+        "open_url": (
+            f"{reverse('analysis_app:compare')}?"
+            + urlencode([("analysis", pk) for pk in saved.compared_ids])
+            if openable
+            else ""
+        ),
+        "files": _comparison_files(saved),
+    }
+
+
+def _comparison_files(saved: SavedComparison) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The saved files as (label, [(kind, name)]): comparison.json, then each figure's
+    HTML and PNG."""
+    files = set(saved.files)
+    shown = []
+    if services.COMPARISON_FILE in files:
+        shown.append((services.COMPARISON_FILE, [("JSON", services.COMPARISON_FILE)]))
+    for name, title in COMPARE_FIGURE_TITLES.items():
+        kinds = [
+            (kind.upper(), f"{services.FIGURES_DIR}/{name}.{kind}")
+            for kind in ("html", "png")
+            if f"{services.FIGURES_DIR}/{name}.{kind}" in files
+        ]
+        if kinds:
+            shown.append((title, kinds))
+    return shown
+
+
+@require_GET
+def comparison_status(request, pk):
+    """Where a saved comparison stands, for the pages that wait for it."""
+    saved = _get_comparison(request, pk)
+    return JsonResponse(
+        {
+            "id": saved.pk,
+            "status": saved.status,
+            "status_label": saved.get_status_display(),
+            "saved_to": saved.saved_to,
+            "error": saved.error,
+        }
+    )
+
+
+@require_GET
+def comparison_file(request, pk, name):
+    saved = _get_comparison(request, pk)
+    try:
+        handle = services.comparison_file_open(saved=saved, name=name)
+    except (KeyError, OSError):
+        raise Http404("No such file.") from None
+    filename = f"{saved.folder}_{name.rsplit('/', 1)[-1]}"
+    return FileResponse(handle, as_attachment=True, filename=filename)
+
+
+def comparison_delete(request, pk):
+    """Delete a saved comparison with its saved folder, after a confirmation page."""
+    saved = _get_comparison(request, pk)
+    return confirm_delete(
+        request,
+        saved,
+        delete=lambda: services.comparison_delete(saved),
+        label=f"The saved comparison {saved.saved_to}/",
+        done="analysis_app:analyses",
+        template="analysis_app/comparison_delete.html",
+        context={
+            "saved": saved,
+            "files": services.comparison_stored_files(saved),
+            "refusal": services.comparison_delete_refusal(saved),
+        },
+    )

@@ -23,6 +23,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -613,12 +615,15 @@ def write_figure_files(
     html: bool = True,
     png: bool = True,
     png_timeout: float = PNG_TIMEOUT_SECONDS,
+    on_wait: Callable[[], None] | None = None,
 ) -> dict[str, dict[str, Path]]:
     """Write ``<name>.html`` (self-contained: plotly.js inline) and ``<name>.png`` per figure.
 
     PNGs are rendered by kaleido, which drives a Chrome or Chromium; that runs in a process
     of its own, ended after ``png_timeout`` seconds. Raises ``FigureExportError`` when the
-    PNGs cannot be made (the HTML files are written first).
+    PNGs cannot be made (the HTML files are written first). ``on_wait`` is called every
+    ``WAIT_CALL_SECONDS`` while the PNGs are made (a background save beats its heartbeat
+    there); what it raises ends the export, its process and Chromium included.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -630,21 +635,34 @@ def write_figure_files(
             written[name]["html"] = path
     if png and figures:
         try:
-            pngs = _write_pngs(figures, folder, timeout=png_timeout)
+            pngs = _write_pngs(figures, folder, timeout=png_timeout, on_wait=on_wait)
         except FigureExportError as failure:
-            # Chromium now and then fails to start on a loaded machine and says nothing;
-            # a second start usually works. A second failure is reported.
+            # Chromium now and then fails to start on a loaded machine and says nothing,
+            # or drops one figure; a second start usually works. Only the figures missing
+            # are drawn again; a second failure is reported.
             if isinstance(failure, FigureExportTimeout):  # no second wait
                 raise
-            pngs = _write_pngs(figures, folder, timeout=png_timeout)
+            pngs = {name: folder / f"{name}.png" for name in figures if _png_written(folder, name)}
+            missing = {name: figure for name, figure in figures.items() if name not in pngs}
+            pngs.update(_write_pngs(missing, folder, timeout=png_timeout, on_wait=on_wait))
         for name, path in pngs.items():
             written[name]["png"] = path
     return written
 
 
+# kaleido returns the errors of the figures it could not draw instead of raising them, and
+# plotly drops them: they are printed, for the error that names the missing figures.
 _PNG_SCRIPT = """
 import sys
+import kaleido
 import plotly.io as pio
+_write = kaleido.write_fig_from_object_sync
+def _reporting(*args, **kwargs):
+    errors = _write(*args, **kwargs)
+    for error in errors or ():
+        print(f"kaleido: {error!r}", flush=True)
+    return errors
+kaleido.write_fig_from_object_sync = _reporting
 source, target, width, *names = sys.argv[1:]
 figures = [pio.read_json(f"{source}/{name}.json") for name in names]
 pio.write_images(
@@ -657,7 +675,17 @@ pio.write_images(
 """
 
 
-def _write_pngs(figures: dict[str, go.Figure], folder: Path, *, timeout: float) -> dict:
+# How often ``on_wait`` is called while kaleido works.
+WAIT_CALL_SECONDS = 2.0
+
+
+def _write_pngs(
+    figures: dict[str, go.Figure],
+    folder: Path,
+    *,
+    timeout: float,
+    on_wait: Callable[[], None] | None = None,
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="figures-") as staging:
         for name, figure in figures.items():
             figure.write_json(Path(staging) / f"{name}.json")
@@ -675,7 +703,7 @@ def _write_pngs(figures: dict[str, go.Figure], folder: Path, *, timeout: float) 
             start_new_session=True,  # Chrome's processes join this group, ended together
         )
         try:
-            output, _ = process.communicate(timeout=timeout)
+            output = _communicate(process, timeout=timeout, on_wait=on_wait)
         except subprocess.TimeoutExpired:
             _end_group(process)
             raise FigureExportTimeout(
@@ -684,7 +712,7 @@ def _write_pngs(figures: dict[str, go.Figure], folder: Path, *, timeout: float) 
             ) from None
         finally:
             _end_group(process)
-    missing = [name for name in figures if not (folder / f"{name}.png").is_file()]
+    missing = [name for name in figures if not _png_written(folder, name)]
     if process.returncode != 0 or missing:
         text = output.decode("utf-8", "replace")[-3000:]
         code = process.returncode
@@ -696,6 +724,32 @@ def _write_pngs(figures: dict[str, go.Figure], folder: Path, *, timeout: float) 
             + f". It said:\n{text}"
         )
     return {name: folder / f"{name}.png" for name in figures}
+
+
+def _png_written(folder: Path, name: str) -> bool:
+    # kaleido claims a figure's file (empty) before it draws it
+    path = folder / f"{name}.png"
+    return path.is_file() and path.stat().st_size > 0
+
+
+def _communicate(
+    process: subprocess.Popen, *, timeout: float, on_wait: Callable[[], None] | None
+) -> bytes:
+    """The process' output once it ends; TimeoutExpired after ``timeout`` seconds.
+
+    Waited for in steps when ``on_wait`` is given (communicate() loses no output when it is
+    called again after a TimeoutExpired)."""
+    if on_wait is None:
+        return process.communicate(timeout=timeout)[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return process.communicate(timeout=max(0.01, min(WAIT_CALL_SECONDS, left)))[0]
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        on_wait()
 
 
 def _browser() -> str | None:

@@ -196,6 +196,59 @@ def catalogue_analysis(alice, demo, analysed):
     return analysis
 
 
+@pytest.fixture
+def run_analysis(alice, collected_job, nsg_output, analysed):
+    """Alice's analysis of a new 2 x 2 run of the demo (seed 1), done."""
+    job = collected_job(alice, nsg_output)
+    analysis = analysed(alice, source_kind="job", job=job)
+    assert analysis.status == "done", (analysis.error_kind, analysis.error_message)
+    return analysis
+
+
+@pytest.fixture
+def pair(catalogue_analysis, run_analysis):
+    return [catalogue_analysis, run_analysis]
+
+
+def compare_url(*analyses, **extra) -> str:
+    from django.urls import reverse
+
+    query = "&".join(
+        [f"analysis={a if isinstance(a, int | str) else a.pk}" for a in analyses]
+        + [f"{key}={value}" for key, value in extra.items()]
+    )
+    return f"{reverse('analysis_app:compare')}?{query}"
+
+
+@pytest.fixture
+def saved_comparison(pair):
+    """The pair's default saved comparison folder (and its "-2"), empty before the test and
+    after it."""
+    from analysis_app import services
+
+    prefix = f"BluePyOptAnalysis/alice/{services.comparison_folder(pair)}"
+    remove_stored_folder(prefix)
+    remove_stored_folder(f"{prefix}-2")
+    yield prefix
+    remove_stored_folder(prefix)
+    remove_stored_folder(f"{prefix}-2")
+
+
+@pytest.fixture
+def comparison_saving_now():
+    """The comparison save task, run at once in this process instead of by a worker (on
+    commit: capture the callbacks with ``execute=True``)."""
+    from unittest import mock
+
+    from analysis_app import services
+
+    def run(comparison_id):
+        return services.comparison_save_write(comparison_id=comparison_id)
+
+    with mock.patch("analysis_app.tasks.save_comparison.delay", side_effect=run) as delay:
+        yield delay
+
+
 def stored_files(prefix: str) -> set[str]:
     """Every file stored under ``prefix``, by its name below it."""
     from django.core.files.storage import default_storage

@@ -1,5 +1,7 @@
 """Compare: two or more done analyses side by side, refused with a message otherwise, and
-saved under BluePyOptAnalysis/<user>/compare-<names>/ without overwriting anything."""
+saved under BluePyOptAnalysis/<user>/compare-<names>/ (claimed in the request, written by
+the task, figures as HTML and PNG) without overwriting anything. The saved comparisons'
+list, downloads, deletion, recovery and failures: test_saved_comparisons.py."""
 
 import copy
 import hashlib
@@ -11,40 +13,18 @@ from django.urls import reverse
 
 from analysis_app import services
 from analysis_app.engine import compare
-from analysis_app.models import Analysis
+from analysis_app.models import Analysis, SavedComparison
 
 from .conftest import (
     OBJECTIVES,
     RECORDINGS,
     best_scores,
     better_on,
-    remove_stored_folder,
+    compare_url,
     stored_files,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def run_analysis(alice, collected_job, nsg_output, analysed):
-    """Alice's analysis of a new 2 x 2 run of the demo (seed 1), done."""
-    job = collected_job(alice, nsg_output)
-    analysis = analysed(alice, source_kind="job", job=job)
-    assert analysis.status == "done", (analysis.error_kind, analysis.error_message)
-    return analysis
-
-
-@pytest.fixture
-def pair(catalogue_analysis, run_analysis):
-    return [catalogue_analysis, run_analysis]
-
-
-def compare_url(*analyses, **extra) -> str:
-    query = "&".join(
-        [f"analysis={a if isinstance(a, int | str) else a.pk}" for a in analyses]
-        + [f"{key}={value}" for key, value in extra.items()]
-    )
-    return f"{reverse('analysis_app:compare')}?{query}"
 
 
 def figures_url(*analyses) -> str:
@@ -171,40 +151,68 @@ def test_three_analyses_say_which_is_best_on_how_many(pair):
     assert "worse on 0" in compared["summary"]
 
 
-@pytest.fixture
-def saved_comparison(pair):
-    prefix = f"BluePyOptAnalysis/alice/{services.comparison_folder(pair)}"
-    remove_stored_folder(prefix)
-    remove_stored_folder(f"{prefix}-2")
-    yield prefix
-    remove_stored_folder(prefix)
-    remove_stored_folder(f"{prefix}-2")
-
-
 def digest(name: str) -> str:
     with default_storage.open(name) as handle:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def test_save_writes_the_comparison_and_never_overwrites_it(client, alice, pair, saved_comparison):
+def test_save_claims_the_folder_then_writes_json_html_and_png_and_never_overwrites(
+    client,
+    alice,
+    pair,
+    saved_comparison,
+    comparison_saving_now,
+    django_capture_on_commit_callbacks,
+):
     catalogue, run = pair
     assert saved_comparison == (f"BluePyOptAnalysis/alice/compare-{catalogue.folder}-{run.folder}")
     client.force_login(alice)
     data = {"analysis": [catalogue.pk, run.pk], "folder": saved_comparison.rsplit("/", 1)[1]}
-    response = client.post(reverse("analysis_app:compare_save"), data, follow=True)
-    assert f"Comparison saved in {saved_comparison}/" in response.content.decode()
-    files = stored_files(saved_comparison)
-    assert files == {"comparison.json"} | {
-        f"figures/{name}.html" for name in compare.COMPARE_FIGURE_NAMES
+
+    # The click claims the folder and queues the writing: the page says so, and where.
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(reverse("analysis_app:compare_save"), data, follow=True)
+    page = response.content.decode()
+    assert f"Saving the comparison to {saved_comparison}/" in page
+    assert f"Being saved to <code>{saved_comparison}/</code>" in page
+    saved = SavedComparison.objects.get(saved_to=saved_comparison)
+    assert (saved.owner, saved.status) == (alice, "saving")
+    assert saved.compared == [
+        {"id": a.pk, "name": str(a), "folder": a.folder} for a in (catalogue, run)
+    ]
+    assert set(saved.analyses.all()) == {catalogue, run}
+    assert stored_files(saved_comparison) == set()
+    # the folder is held while it is written: a second click is offered another name
+    again = client.post(reverse("analysis_app:compare_save"), data, follow=True)
+    assert f"{saved_comparison}/ already exists" in again.content.decode()
+
+    # The task writes it all: comparison.json and every figure as HTML and PNG.
+    for callback in queued:
+        callback()
+    assert comparison_saving_now.call_count == 1
+    saved.refresh_from_db()
+    assert saved.status == "saved", saved.error
+    figures = {
+        f"figures/{name}.{kind}"
+        for name in compare.COMPARE_FIGURE_NAMES
+        for kind in ("html", "png")
     }
+    assert stored_files(saved_comparison) == {"comparison.json"} | figures
+    assert set(saved.files) == {"comparison.json"} | figures
+    for name in compare.COMPARE_FIGURE_NAMES:
+        with default_storage.open(f"{saved_comparison}/figures/{name}.png") as handle:
+            png = handle.read()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000, name
     with default_storage.open(f"{saved_comparison}/comparison.json") as handle:
-        saved = json.load(handle)
-    assert [row["id"] for row in saved["analyses"]] == [catalogue.pk, run.pk]
-    assert [row["recomputed"] for row in saved["fitness"]] == [
+        document = json.load(handle)
+    assert [row["id"] for row in document["analyses"]] == [catalogue.pk, run.pk]
+    assert [row["recomputed"] for row in document["fitness"]] == [
         catalogue.fitness["recomputed"],
         run.fitness["recomputed"],
     ]
-    assert len(saved["objectives"]) == OBJECTIVES and "better on" in saved["summary"]
+    assert len(document["objectives"]) == OBJECTIVES and "better on" in document["summary"]
+    page = client.get(compare_url(catalogue, run)).content.decode()
+    assert f"Saved in <code>{saved_comparison}/</code>" in page
     before = digest(f"{saved_comparison}/comparison.json")
 
     # the same folder again: refused, a free name offered and filled in, nothing overwritten
@@ -215,9 +223,11 @@ def test_save_writes_the_comparison_and_never_overwrites_it(client, alice, pair,
     assert f'value="{free}"' in page
     assert digest(f"{saved_comparison}/comparison.json") == before
     assert stored_files(f"{saved_comparison}-2") == set()
+    assert SavedComparison.objects.count() == 1
 
     bad = client.post(reverse("analysis_app:compare_save"), {**data, "folder": "../x"}, follow=True)
     assert "cannot be a folder name" in bad.content.decode()
+    assert comparison_saving_now.call_count == 1
 
 
 def test_the_analyses_list_offers_done_analyses_to_compare(client, alice, catalogue_analysis, demo):

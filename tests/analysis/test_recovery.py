@@ -1,10 +1,16 @@
-"""A worker killed during an analysis or a save: after the restart, the sweep finishes it."""
+"""A worker killed during an analysis or a save (of an analysis or of a comparison): after
+the restart, the sweep finishes it."""
+
+import time
+from unittest import mock
 
 import pytest
+from django.core.files.storage import default_storage
 
 from analysis_app import services
-from analysis_app.models import Analysis
-from analysis_app.tasks import run_analysis, save_analysis
+from analysis_app.engine import compare
+from analysis_app.models import Analysis, SavedComparison
+from analysis_app.tasks import run_analysis, save_analysis, save_comparison
 from tests.conftest import start_worker, stop_process_group
 
 from .conftest import remove_stored_folder, stored_files, wait_for
@@ -70,3 +76,39 @@ def test_a_save_whose_worker_was_killed_ends_saved_and_whole(
         assert analysis.stored_prefix() == prefix
     finally:
         remove_stored_folder(prefix)
+
+
+def test_a_comparison_save_whose_worker_was_killed_ends_saved_and_whole(
+    request, alice, pair, saved_comparison, worker_database_url, running_worker
+):
+    # Claimed as the page claims it; its writing goes to the worker about to die.
+    with mock.patch("analysis_app.tasks.save_comparison.delay"):
+        saved = services.comparison_save_start(owner=alice, analyses=pair)
+    doomed = start_worker(worker_database_url, "doomed-saver", queues="kill-test-comparison")
+    try:
+        save_comparison.apply_async((saved.pk,), queue="kill-test-comparison")
+        deadline = time.monotonic() + 120
+        while not SavedComparison.objects.get(pk=saved.pk).heartbeat_at:
+            assert time.monotonic() < deadline, "the save never started"
+            time.sleep(0.2)
+    finally:
+        stop_process_group(doomed, kill=True)
+    saved.refresh_from_db()
+    assert saved.status == "saving"  # the dead worker's claim remains
+    request.getfixturevalue("running_beat")  # the restart: beat's sweep, a live worker
+
+    deadline = time.monotonic() + 180
+    while saved.status == "saving":
+        assert time.monotonic() < deadline, "the sweep did not finish the save"
+        time.sleep(0.5)
+        saved.refresh_from_db()
+    assert saved.status == "saved", saved.error
+    files = {"comparison.json"} | {
+        f"figures/{name}.{kind}"
+        for name in compare.COMPARE_FIGURE_NAMES
+        for kind in ("html", "png")
+    }
+    assert stored_files(saved_comparison) == files == set(saved.files)
+    for name in compare.COMPARE_FIGURE_NAMES:
+        with default_storage.open(f"{saved_comparison}/figures/{name}.png") as handle:
+            assert handle.read(4) == b"\x89PNG", name

@@ -220,3 +220,24 @@ def test_png_export_that_takes_too_long_is_stopped(tmp_path):
     with pytest.raises(figures.FigureExportError, match="took more than"):
         figures.write_figure_files({"evolution": figure}, tmp_path, html=False, png_timeout=0.2)
     assert time.monotonic() - started < 15
+
+
+def test_png_export_calls_on_wait_and_ends_when_it_raises(tmp_path, monkeypatch):
+    """A background save beats its heartbeat while kaleido works, and stops the export at
+    once when it finds the save taken over."""
+    monkeypatch.setattr(figures, "WAIT_CALL_SECONDS", 0.05)
+    figure = figures.evolution_figure({"logbook": [{"gen": 1, "avg": 2, "std": 1, "min": 1}]})
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def on_wait():
+        calls.append(time.monotonic())
+        if len(calls) == 3:
+            raise Stop
+
+    started = time.monotonic()
+    with pytest.raises(Stop):
+        figures.write_figure_files({"evolution": figure}, tmp_path, html=False, on_wait=on_wait)
+    assert len(calls) == 3 and time.monotonic() - started < 15

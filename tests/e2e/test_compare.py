@@ -1,5 +1,5 @@
-"""A scientist ticks two analyses of the demo model, compares them in a real browser and
-saves the comparison."""
+"""A scientist ticks two analyses of the demo model, compares them in a real browser, saves
+the comparison (written by the worker) and finds it again on the analyses page."""
 
 import pytest
 from playwright.sync_api import expect
@@ -45,7 +45,7 @@ def two_analyses(alice, demo, collected_job, nsg_output, analysed):  # noqa: F81
 
 
 def test_tick_two_analyses_compare_them_and_save_the_comparison(
-    page, live_server, login, alice, two_analyses
+    page, live_server, login, alice, two_analyses, running_worker
 ):
     catalogue, run, prefix = two_analyses
     login(alice)
@@ -74,7 +74,10 @@ def test_tick_two_analyses_compare_them_and_save_the_comparison(
     assert {t["analysis"] for t in voltages} == {0, 1}
 
     page.get_by_role("button", name="Save comparison").click()
-    expect(page.get_by_text(f"Comparison saved in {prefix}/")).to_be_visible(timeout=60_000)
+    # the worker writes it; the page says where, and that it is saved once it is
+    expect(page.get_by_text(f"Saving the comparison to {prefix}/")).to_be_visible()
+    saved = page.locator("#saved-comparisons")
+    expect(saved).to_contain_text(f"Saved in {prefix}/", timeout=120_000)
     # the folder is taken now: the page offers a free name, and typing the taken one back
     # is refused rather than overwriting the saved comparison
     folder = page.get_by_label("Folder name")
@@ -83,6 +86,24 @@ def test_tick_two_analyses_compare_them_and_save_the_comparison(
     page.get_by_role("button", name="Save comparison").click()
     expect(page.get_by_text(f"{prefix}/ already exists")).to_be_visible()
     expect(folder).to_have_value(f"{prefix.rsplit('/', 1)[1]}-2")
+
+    # Listed on the analyses page, with both analyses, its files and "Open".
+    page.get_by_role("link", name="Analyses").first.click()
+    table = page.get_by_role("table", name="Saved comparisons")
+    row = table.locator("tbody tr", has_text=f"{prefix}/")
+    expect(row).to_contain_text("Saved")
+    for analysis in (catalogue, run):
+        expect(row.get_by_role("link", name=str(analysis))).to_be_visible()
+    row.get_by_text("Files").click()
+    with page.expect_download() as downloading:
+        row.get_by_role("link", name="Traces PNG").click()
+    download = downloading.value
+    assert download.suggested_filename == f"{prefix.rsplit('/', 1)[1]}_traces.png"
+    with open(download.path(), "rb") as handle:
+        assert handle.read(4) == b"\x89PNG"
+    row.get_by_role("link", name="Open").click()
+    expect(page.get_by_role("heading", name="Compare analyses")).to_be_visible()
+    expect(page.locator("#saved-comparisons")).to_contain_text(f"Saved in {prefix}/")
 
 
 def test_compare_with_one_analysis_ticked_says_what_to_do(

@@ -3,7 +3,8 @@
 Import (the upload page and `manage.py import_model`), the Features and Parameters pages,
 Create zip file, Run here (the real Celery worker) and Run NSG simulation (the NSG
 emulator) to checkpoints in storage, then View analysis of the folder's own checkpoint and
-of both new runs, and the analysis page in a real browser.
+of both new runs, Compare and Save comparison (written by the worker, figures as HTML and
+PNG), and the analysis page in a real browser.
 
 Each model folder of MODELS gets one import of each kind, one package, one run of each kind
 and one analysis of each source (module-scoped fixtures, written for real so that the
@@ -14,6 +15,7 @@ server empties the database when it ends.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 import tarfile
@@ -29,8 +31,9 @@ from django.core.management import call_command
 from django.test import Client
 from playwright.sync_api import expect
 
+from analysis_app.engine.compare import COMPARE_FIGURE_NAMES
 from analysis_app.engine.figures import FIGURE_NAMES
-from analysis_app.models import Analysis
+from analysis_app.models import Analysis, SavedComparison
 from models_app.models import Optimisation, RunPackage
 from nsg_app.backends.local import work_dir
 from nsg_app.models import Job
@@ -219,6 +222,26 @@ def local_analysis(local_job, site, unblocked) -> Analysis:
 def emulator_analysis(emulator_job, site, unblocked) -> Analysis:
     _assert_collected(emulator_job)
     return _view_analysis(site, unblocked, source="job", job=emulator_job.pk)
+
+
+@pytest.fixture(scope="module")
+def saved_reference_comparison(
+    site, unblocked, own_checkpoint_analysis, local_analysis, running_worker
+) -> SavedComparison:
+    """Save comparison of the folder's own best and the run made here, on the compare page;
+    written by the worker."""
+    pair = [own_checkpoint_analysis, local_analysis]
+    with unblocked():
+        response = site.post("/analyses/compare/save/", {"analysis": [a.pk for a in pair]})
+        assert response.status_code == 302
+        saved = SavedComparison.objects.filter(analyses=own_checkpoint_analysis).latest("pk")
+        deadline = time.monotonic() + ANALYSIS_SECONDS
+        while saved.status == SavedComparison.Status.SAVING:
+            assert time.monotonic() < deadline, f"the save of {saved.saved_to}/ never ended"
+            time.sleep(POLL_EVERY_SECONDS)
+            saved.refresh_from_db()
+    assert saved.status == SavedComparison.Status.SAVED, saved.error
+    return saved
 
 
 _ENDED = {Job.State.COLLECTED, Job.State.FAILED, Job.State.CANCELLED}
@@ -524,9 +547,10 @@ def test_the_emulator_run_re_simulates_to_exactly_its_stored_fitness(
 
 @pytest.mark.django_db
 def test_the_reference_model_s_stored_best_compared_with_the_new_run(
-    real_model, site, own_checkpoint_analysis, local_analysis
+    real_model, site, own_checkpoint_analysis, local_analysis, saved_reference_comparison
 ):
-    """Compare: the folder's own best against the best of the run made here."""
+    """Compare: the folder's own best against the best of the run made here; saved, with
+    comparison.json and every figure as HTML and PNG, and listed on the analyses page."""
     pair = [own_checkpoint_analysis, local_analysis]
     query = "&".join(f"analysis={analysis.pk}" for analysis in pair)
     response = site.get(f"/analyses/compare/?{query}")
@@ -548,6 +572,25 @@ def test_the_reference_model_s_stored_best_compared_with_the_new_run(
     assert dict(zip(bars[1]["y"], bars[1]["x"], strict=True)) == pytest.approx(new)
     voltages = [t for t in figures["traces"]["data"] if t.get("meta", {}).get("kind") == "voltage"]
     assert {t["meta"]["analysis"] for t in voltages} == {0, 1}
+
+    prefix = saved_reference_comparison.saved_to
+    assert prefix.startswith(f"BluePyOptAnalysis/{own_checkpoint_analysis.owner}/compare-")
+    assert saved_reference_comparison.compared_ids == [analysis.pk for analysis in pair]
+    for name in COMPARE_FIGURE_NAMES:
+        with default_storage.open(f"{prefix}/figures/{name}.png") as handle:
+            png = handle.read()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000, name
+        assert default_storage.size(f"{prefix}/figures/{name}.html") > 1_000_000, name
+    with default_storage.open(f"{prefix}/comparison.json") as handle:
+        saved = json.load(handle)
+    assert [row["id"] for row in saved["analyses"]] == [analysis.pk for analysis in pair]
+    assert len(saved["objectives"]) == count
+    listing = site.get("/analyses/").content.decode()
+    assert f"{prefix}/" in listing
+    png = site.get(
+        f"/analyses/comparisons/{saved_reference_comparison.pk}/files/figures/traces.png"
+    )
+    assert png.status_code == 200 and b"".join(png.streaming_content)[:4] == b"\x89PNG"
 
 
 @pytest.mark.django_db

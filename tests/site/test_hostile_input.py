@@ -18,7 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from analysis_app.models import Analysis
+from analysis_app.models import Analysis, SavedComparison
 from models_app.bpo.parameters import bound_field, parameter_table
 from models_app.demo_model import ensure_demo_model
 from models_app.models import Optimisation, ParameterSet, RepositoryRefresh, RunPackage
@@ -122,6 +122,9 @@ ENDPOINTS = {
     "analysis_app:compare": Endpoint(("GET",), ("analysis",)),
     "analysis_app:compare_figures": Endpoint(("GET",), ("analysis",)),
     "analysis_app:compare_save": Endpoint(("POST",), ("analysis", "folder")),
+    "analysis_app:comparison_status": Endpoint(("GET",), target="comparison"),
+    "analysis_app:comparison_file": Endpoint(("GET",), target="comparison"),
+    "analysis_app:comparison_delete": Endpoint(("GET", "POST"), ("confirm",), target="comparison"),
 }
 
 # A sane value for each <str:...>/<path:...> part, replaced in turn by each hostile value.
@@ -185,8 +188,17 @@ def site_objects(alice):
         folder=package.run_name,
         status=Analysis.Status.DONE,
     )
+    comparison = SavedComparison.objects.create(
+        owner=alice,
+        compared=[{"id": analysis.pk, "name": str(analysis), "folder": analysis.folder}],
+        saved_to=f"BluePyOptAnalysis/alice/compare-{package.run_name}",
+        status=SavedComparison.Status.SAVED,
+        files=["comparison.json"],
+    )
+    comparison.analyses.set([analysis])
     refresh = RepositoryRefresh.objects.create(source_url="http://127.0.0.1:9/none")
     return {
+        "comparison": [comparison.pk],
         "model": [model.pk],
         "package": [package.pk],
         "job": [job.pk for job in jobs],
@@ -241,7 +253,16 @@ def _stored(prefix: str = "") -> list[str]:
 
 
 def _written() -> tuple:
-    counted = (Optimisation, ParameterSet, RunPackage, Job, ResultFile, Analysis, NsgAccount)
+    counted = (
+        Optimisation,
+        ParameterSet,
+        RunPackage,
+        Job,
+        ResultFile,
+        Analysis,
+        SavedComparison,
+        NsgAccount,
+    )
     return {model.__name__: model.objects.count() for model in counted}, sorted(_stored())
 
 
