@@ -31,7 +31,7 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from analysis_app.engine import ANALYSIS_FILE, AnalysisError, compare, figures
@@ -509,15 +509,13 @@ def analysis_save_write(*, analysis_id: int) -> str:
     # Claimed like an analysis run: a save whose worker died is taken over by the next
     # task the sweep queues, never written by two at once.
     now = timezone.now()
-    if not (
-        Analysis.objects.filter(pk=analysis_id, save_status=Analysis.SaveStatus.SAVING)
-        .filter(
-            Q(save_heartbeat_at__isnull=True)
-            | Q(save_heartbeat_at__lt=now - timedelta(seconds=STALE_SECONDS))
-        )
-        .update(save_heartbeat_at=now)
-    ):
+    saving = Analysis.objects.filter(pk=analysis_id, save_status=Analysis.SaveStatus.SAVING)
+    if not saving.filter(
+        Q(save_heartbeat_at__isnull=True)
+        | Q(save_heartbeat_at__lt=now - timedelta(seconds=STALE_SECONDS))
+    ).update(save_heartbeat_at=now):
         return NOT_CLAIMED
+    beat = _SaveBeat(saving, "save_heartbeat_at", now)
     prefix = analysis.saved_to
     # The folder was reserved for this analysis alone (saved_to is unique): anything in it
     # is what an interrupted save of this analysis wrote, and is written again whole.
@@ -528,33 +526,42 @@ def analysis_save_write(*, analysis_id: int) -> str:
             folder = Path(scratch)
             for name in analysis.result_files:
                 _storage_read(f"{analysis.result_prefix}/{name}", folder / name)
-            _write_saved_figures(analysis, folder)
+            _write_saved_figures(analysis, folder, on_wait=beat)
             names = sorted(
                 path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()
             )
             names.sort(key=lambda name: name == ANALYSIS_FILE)
             for name in names:
+                beat()
                 with open(folder / name, "rb") as handle:
                     written.append(_storage_write(f"{prefix}/{name}", handle))
-                Analysis.objects.filter(pk=analysis_id).update(save_heartbeat_at=timezone.now())
+    except _ClaimLost:
+        logger.warning("saving analysis %s: taken over by another worker", analysis_id)
+        return NOT_CLAIMED
     except Exception as error:
+        try:
+            beat()  # still this writer's: what it wrote is its own to remove
+        except _ClaimLost:
+            return NOT_CLAIMED
         _storage_delete(written)
         logger.warning("saving analysis %s failed: %s", analysis_id, error)
-        Analysis.objects.filter(pk=analysis_id).update(
+        beat.rows().update(
             save_status=Analysis.SaveStatus.FAILED,
             save_heartbeat_at=None,
             saved_to="",
             save_error=f"The analysis was not saved: {error}",
         )
         return FAILED
-    Analysis.objects.filter(pk=analysis_id).update(
-        save_status=Analysis.SaveStatus.SAVED, saved_at=timezone.now()
-    )
+    if not beat.rows().update(save_status=Analysis.SaveStatus.SAVED, saved_at=timezone.now()):
+        return NOT_CLAIMED
     return SAVED
 
 
-def _write_saved_figures(analysis: Analysis, folder: Path) -> None:
-    """figures/<name>.html and .png for the best; figures/<label>/ for the next ones."""
+def _write_saved_figures(
+    analysis: Analysis, folder: Path, *, on_wait: Callable[[], None] | None = None
+) -> None:
+    """figures/<name>.html and .png for the best; figures/<label>/ for the next ones.
+    ``on_wait`` is called while the PNGs are drawn (the save's heartbeat)."""
     document = json.loads((folder / ANALYSIS_FILE).read_text(encoding="utf-8"))
     relative = document["model"].get("morphology_file")
     morphology = folder / relative if relative and (folder / relative).is_file() else None
@@ -569,7 +576,7 @@ def _write_saved_figures(analysis: Analysis, folder: Path) -> None:
                 if name not in ("morphology", "morphology_3d", "evolution")
             }
             target = target / individual["label"]
-        figures.write_figure_files(built, target, html=True, png=True)
+        figures.write_figure_files(built, target, html=True, png=True, on_wait=on_wait)
 
 
 # ----------------------------------------------------------------------------- compare
@@ -699,28 +706,26 @@ class _ClaimLost(Exception):
     """The save was taken over (its worker was thought dead): stop, and touch nothing."""
 
 
-class _ComparisonBeat:
-    """Beats a comparison save's heartbeat, which is also its writer's claim: when another
+class _SaveBeat:
+    """Beats a background save's heartbeat, which is also its writer's claim: when another
     worker has taken the save over (the heartbeat is no longer the one written here),
-    raises _ClaimLost instead."""
+    raises _ClaimLost instead. ``saving`` selects the row while it is being saved;
+    ``field`` is its heartbeat."""
 
-    def __init__(self, comparison_id: int, claimed_at) -> None:
-        self.comparison_id = comparison_id
+    def __init__(self, saving: QuerySet, field: str, claimed_at) -> None:
+        self.saving = saving
+        self.field = field
         self.at = claimed_at
 
     def __call__(self) -> None:
         now = timezone.now()
-        if not SavedComparison.objects.filter(
-            pk=self.comparison_id, status=SavedComparison.Status.SAVING, heartbeat_at=self.at
-        ).update(heartbeat_at=now):
+        if not self.rows().update(**{self.field: now}):
             raise _ClaimLost()
         self.at = now
 
-    def rows(self):
+    def rows(self) -> QuerySet:
         """The save's row, as long as it is this writer's."""
-        return SavedComparison.objects.filter(
-            pk=self.comparison_id, status=SavedComparison.Status.SAVING, heartbeat_at=self.at
-        )
+        return self.saving.filter(**{self.field: self.at})
 
 
 def comparison_save_write(*, comparison_id: int) -> str:
@@ -738,7 +743,7 @@ def comparison_save_write(*, comparison_id: int) -> str:
     ).update(heartbeat_at=now):
         return NOT_CLAIMED
     saved = SavedComparison.objects.get(pk=comparison_id)
-    beat = _ComparisonBeat(comparison_id, now)
+    beat = _SaveBeat(saving, "heartbeat_at", now)
     prefix = saved.saved_to
     written: list[str] = []
     try:

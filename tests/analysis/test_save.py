@@ -7,6 +7,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 
 from analysis_app import services
 from analysis_app.engine.figures import FIGURE_NAMES, FigureExportError
@@ -185,6 +186,34 @@ def test_a_failed_save_leaves_nothing_behind(
     save(client, catalogue_analysis, django_capture_on_commit_callbacks)
     assert catalogue_analysis.save_status == "saved"
     assert "analysis.json" in stored_files(clean_saved_folder)
+
+
+def test_the_save_beats_while_its_pngs_are_drawn_and_stops_when_taken_over(
+    alice, catalogue_analysis, clean_saved_folder, django_capture_on_commit_callbacks
+):
+    """Drawing the PNGs can outlast the stale limit: the heartbeat moves while kaleido
+    works, and a worker whose save the sweep gave to another stops and writes nothing."""
+    with django_capture_on_commit_callbacks():  # queued, not run
+        services.analysis_save_start(analysis=catalogue_analysis)
+    beats = []
+
+    def drawing(*args, **kwargs):
+        kwargs["on_wait"]()
+        beats.append(Analysis.objects.get(pk=catalogue_analysis.pk).save_heartbeat_at)
+        kwargs["on_wait"]()
+        beats.append(Analysis.objects.get(pk=catalogue_analysis.pk).save_heartbeat_at)
+        # meanwhile the sweep gives the save to another worker (a new beat)
+        Analysis.objects.filter(pk=catalogue_analysis.pk).update(save_heartbeat_at=timezone.now())
+        kwargs["on_wait"]()
+
+    with mock.patch("analysis_app.engine.figures._write_pngs", side_effect=drawing):
+        result = services.analysis_save_write(analysis_id=catalogue_analysis.pk)
+
+    assert result == services.NOT_CLAIMED
+    assert beats[0] < beats[1]
+    catalogue_analysis.refresh_from_db()
+    assert catalogue_analysis.save_status == "saving"  # the other worker's to finish
+    assert stored_files(clean_saved_folder) == set()
 
 
 def test_a_saved_analysis_reopens_from_its_saved_folder(
