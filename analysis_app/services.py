@@ -497,6 +497,34 @@ def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
     return prefix
 
 
+def _store_folder(
+    folder: Path, prefix: str, *, last: str, beat: _SaveBeat, written: list[str]
+) -> list[str]:
+    """Copy every file of ``folder`` to ``prefix`` in storage, ``last`` last (its presence
+    means the saved folder is complete), beating the save's claim before each; the names.
+    What is written is appended to ``written`` as it goes (for _undo_save)."""
+    names = sorted(
+        path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()
+    )
+    names.sort(key=lambda name: name == last)
+    for name in names:
+        beat()
+        with open(folder / name, "rb") as handle:
+            written.append(_storage_write(f"{prefix}/{name}", handle))
+    return names
+
+
+def _undo_save(beat: _SaveBeat, written: list[str]) -> bool:
+    """After a save failed: whether it is still this writer's, and then what it wrote is
+    removed (a save taken over is the other writer's, files included)."""
+    try:
+        beat()
+    except _ClaimLost:
+        return False
+    _storage_delete(written)
+    return True
+
+
 def analysis_save_write(*, analysis_id: int) -> str:
     """Write a claimed analysis' saved folder (the Celery task): all of it, or nothing."""
     analysis = (
@@ -527,23 +555,13 @@ def analysis_save_write(*, analysis_id: int) -> str:
             for name in analysis.result_files:
                 _storage_read(f"{analysis.result_prefix}/{name}", folder / name)
             _write_saved_figures(analysis, folder, on_wait=beat)
-            names = sorted(
-                path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()
-            )
-            names.sort(key=lambda name: name == ANALYSIS_FILE)
-            for name in names:
-                beat()
-                with open(folder / name, "rb") as handle:
-                    written.append(_storage_write(f"{prefix}/{name}", handle))
+            _store_folder(folder, prefix, last=ANALYSIS_FILE, beat=beat, written=written)
     except _ClaimLost:
         logger.warning("saving analysis %s: taken over by another worker", analysis_id)
         return NOT_CLAIMED
     except Exception as error:
-        try:
-            beat()  # still this writer's: what it wrote is its own to remove
-        except _ClaimLost:
+        if not _undo_save(beat, written):
             return NOT_CLAIMED
-        _storage_delete(written)
         logger.warning("saving analysis %s failed: %s", analysis_id, error)
         beat.rows().update(
             save_status=Analysis.SaveStatus.FAILED,
@@ -763,23 +781,13 @@ def comparison_save_write(*, comparison_id: int) -> str:
                 json.dumps(_comparison_document(analyses, compared), indent=1, default=str),
                 encoding="utf-8",
             )
-            names = sorted(
-                p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
-            )
-            names.sort(key=lambda n: n == COMPARISON_FILE)  # last: its presence means complete
-            for relative in names:
-                beat()
-                with open(folder / relative, "rb") as handle:
-                    written.append(_storage_write(f"{prefix}/{relative}", handle))
+            names = _store_folder(folder, prefix, last=COMPARISON_FILE, beat=beat, written=written)
     except _ClaimLost:
         logger.warning("saving comparison %s: taken over by another worker", comparison_id)
         return NOT_CLAIMED
     except Exception as error:
-        try:
-            beat()  # still this writer's: what it wrote is its own to remove
-        except _ClaimLost:
+        if not _undo_save(beat, written):
             return NOT_CLAIMED
-        _storage_delete(written)
         logger.warning("saving comparison %s failed: %s", comparison_id, error, exc_info=True)
         beat.rows().update(
             status=SavedComparison.Status.FAILED,
