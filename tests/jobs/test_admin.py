@@ -25,7 +25,9 @@ def test_a_job_s_admin_page_shows_its_fields_but_cannot_change_them(admin_client
     posted = admin_client.post(url, {"folder": "renamed", "state": "failed"})
 
     assert job.folder in page and 'name="folder"' not in page
-    assert "Save" not in page and "Add job" not in admin_client.get("/admin/nsg_app/job/").text
+    # no Save button (the sidebar's "Saved comparisons" link is not one)
+    assert 'name="_save"' not in page and 'value="Save"' not in page
+    assert "Add job" not in admin_client.get("/admin/nsg_app/job/").text
     assert posted.status_code == 403
     job.refresh_from_db()
     assert (job.folder, job.state) == ("CA1_pyr_cACpyr_admin_20261201000010", Job.State.COLLECTED)
