@@ -497,6 +497,32 @@ def analysis_save_start(*, analysis: Analysis, name: str | None = None) -> str:
     return prefix
 
 
+class _ClaimLost(Exception):
+    """The save was taken over (its worker was thought dead): stop, and touch nothing."""
+
+
+class _SaveBeat:
+    """Beats a background save's heartbeat, which is also its writer's claim: when another
+    worker has taken the save over (the heartbeat is no longer the one written here),
+    raises _ClaimLost instead. ``saving`` selects the row while it is being saved;
+    ``field`` is its heartbeat."""
+
+    def __init__(self, saving: QuerySet, field: str, claimed_at) -> None:
+        self.saving = saving
+        self.field = field
+        self.at = claimed_at
+
+    def __call__(self) -> None:
+        now = timezone.now()
+        if not self.rows().update(**{self.field: now}):
+            raise _ClaimLost()
+        self.at = now
+
+    def rows(self) -> QuerySet:
+        """The save's row, as long as it is this writer's."""
+        return self.saving.filter(**{self.field: self.at})
+
+
 def _store_folder(
     folder: Path, prefix: str, *, last: str, beat: _SaveBeat, written: list[str]
 ) -> list[str]:
@@ -718,32 +744,6 @@ def comparison_save_start(
     except IntegrityError:
         raise taken() from None
     return saved
-
-
-class _ClaimLost(Exception):
-    """The save was taken over (its worker was thought dead): stop, and touch nothing."""
-
-
-class _SaveBeat:
-    """Beats a background save's heartbeat, which is also its writer's claim: when another
-    worker has taken the save over (the heartbeat is no longer the one written here),
-    raises _ClaimLost instead. ``saving`` selects the row while it is being saved;
-    ``field`` is its heartbeat."""
-
-    def __init__(self, saving: QuerySet, field: str, claimed_at) -> None:
-        self.saving = saving
-        self.field = field
-        self.at = claimed_at
-
-    def __call__(self) -> None:
-        now = timezone.now()
-        if not self.rows().update(**{self.field: now}):
-            raise _ClaimLost()
-        self.at = now
-
-    def rows(self) -> QuerySet:
-        """The save's row, as long as it is this writer's."""
-        return self.saving.filter(**{self.field: self.at})
 
 
 def comparison_save_write(*, comparison_id: int) -> str:

@@ -6,7 +6,8 @@ Every C++ file nocmodl writes starts with the same ``#include`` lines (``mech_ap
 0.9 s of the 1.7 s a typical mechanism costs. The first compile of a build turns them into a
 precompiled header (``pch.h.gch``, built with that compile's own options); every later file
 whose prologue is the same is compiled with ``-include pch.h``. The object files are
-byte-for-byte those of a plain compile (tests/catalogue/test_mechanism_compile.py checks it):
+byte-for-byte those of a plain compile (tests/bpo/test_mechanism_pch.py and
+tests/real/test_mechanisms.py check it):
 the header is only used when
 
 - the file's prologue is nothing but comments, ``#include``, ``#define`` and ``#undef`` lines,
