@@ -16,7 +16,13 @@ Figures: the cluster's speed-up over the serial run (target at least 1.8) and it
 against the fork pool's (target within 5 %), with the fork pool's own speed-up, the
 evaluations each engine did, whether every run gave the same logbook for the seed, and the
 machine's load average (other work on a 2-core machine takes a core away, and the figures
-with it). ``repeats`` alternates the three runs and keeps the fastest of each.
+with it). ``repeats`` repeats the three runs, every other time in the reverse order, and
+keeps the fastest of each: on this 2-core VM the same evaluation's time moves by 10-20 %
+from one minute to the next, more than the 5 % the target allows.
+
+What ipyparallel itself adds is measured apart from that noise, from the controller's
+records of the fastest cluster run: the time its tasks waited for an engine that was free,
+and the time their results took to come back.
 
 Run: ``python -m bench cluster_speedup`` (``BENCH_REPEATS=N``), or
 ``python -m bench.cluster_speedup``.
@@ -27,6 +33,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .local_speedup import (
@@ -73,8 +80,9 @@ def main(
         )
         try:
             load_before = os.getloadavg()[0]
-            serial_runs, pool_runs, cluster_runs = [], [], []
-            for attempt in range(repeats):
+            serial_runs, pool_runs, cluster_runs, cluster_tasks = [], [], [], []
+
+            def serial_run(attempt: int) -> None:
                 serial_runs.append(
                     _serial_run(
                         package,
@@ -85,7 +93,12 @@ def main(
                         max_ngen,
                     )
                 )
+
+            def pool_run(attempt: int) -> None:
                 pool_runs.append(_local_run(package, base / f"pool-{attempt}", cache, 2, {}))
+
+            def cluster_run(attempt: int) -> None:
+                submitted_after = datetime.now(UTC)
                 cluster_runs.append(
                     _local_run(
                         package,
@@ -95,6 +108,14 @@ def main(
                         {"cluster": cluster.connection_file},
                     )
                 )
+                cluster_tasks.append(_task_timings(cluster.connection_file, submitted_after))
+
+            order = [serial_run, pool_run, cluster_run]
+            for attempt in range(repeats):
+                # The machine's speed drifts over minutes (a shared VM): every other repeat
+                # runs in the reverse order, so that no kind always runs first or last.
+                for run in order if attempt % 2 == 0 else reversed(order):
+                    run(attempt)
             load_after = os.getloadavg()[0]
         finally:
             cluster.stop()
@@ -114,6 +135,11 @@ def main(
         "serial_seconds": round(serial.seconds, 2),
         "pool_seconds": round(pool.seconds, 2),
         "cluster_seconds": round(on_cluster.seconds, 2),
+        "serial_seconds_all": [round(run.seconds, 2) for run in serial_runs],
+        "pool_seconds_all": [round(run.seconds, 2) for run in pool_runs],
+        "cluster_seconds_all": [round(run.seconds, 2) for run in cluster_runs],
+        # What ipyparallel itself adds: from the controller's records of the fastest run.
+        "cluster_tasks": cluster_tasks[cluster_runs.index(on_cluster)],
         "serial_load_averages": [round(run.load, 2) for run in serial_runs],
         "pool_load_averages": [round(run.load, 2) for run in pool_runs],
         "cluster_load_averages": [round(run.load, 2) for run in cluster_runs],
@@ -132,6 +158,40 @@ def main(
     figures["pool_gap_target_met"] = figures["cluster_over_pool"] <= POOL_GAP_TARGET
     _print(figures)
     return figures
+
+
+def _task_timings(connection_file: Path, submitted_after: datetime) -> dict:
+    """The controller's record of a run's tasks: how long ipyparallel held them.
+
+    ``waiting``: from the moment a task could start (submitted, and its engine free after
+    its previous task) to its start on the engine; ``returning``: from its end on the engine
+    to its result in the run's process. Engines idle at a generation's end wait for its
+    slowest evaluation, in the fork pool as well, and are not counted.
+    """
+    import ipyparallel
+
+    client = ipyparallel.Client(str(connection_file))
+    try:
+        records = client.db_query(
+            {"submitted": {"$gte": submitted_after}, "completed": {"$ne": None}},
+            keys=["engine_uuid", "submitted", "started", "completed", "received"],
+        )
+    finally:
+        client.close()
+    records = [record for record in records if record.get("started") and record.get("received")]
+    records.sort(key=lambda record: record["started"])
+    free_at: dict[str, datetime] = {}
+    waiting = returning = 0.0
+    for record in records:
+        ready = max(record["submitted"], free_at.get(record["engine_uuid"], record["submitted"]))
+        waiting += max(0.0, (record["started"] - ready).total_seconds())
+        returning += max(0.0, (record["received"] - record["completed"]).total_seconds())
+        free_at[record["engine_uuid"]] = record["completed"]
+    return {
+        "tasks": len(records),
+        "waiting_seconds": round(waiting, 3),
+        "returning_seconds": round(returning, 3),
+    }
 
 
 def _print(figures: dict) -> None:
@@ -158,6 +218,16 @@ def _print(figures: dict) -> None:
         f"{'met' if figures['speedup_target_met'] else 'NOT met'}; cluster against the fork "
         f"pool {figures['cluster_over_pool']:+.1%} (target within {POOL_GAP_TARGET:.0%}: "
         f"{'met' if figures['pool_gap_target_met'] else 'NOT met'})"
+    )
+    print(
+        f"  every run (s): serial {figures['serial_seconds_all']}, fork pool "
+        f"{figures['pool_seconds_all']}, cluster {figures['cluster_seconds_all']}"
+    )
+    tasks = figures["cluster_tasks"]
+    print(
+        f"  ipyparallel's own time in the fastest cluster run, {tasks['tasks']} tasks: "
+        f"{tasks['waiting_seconds']} s waiting to start, {tasks['returning_seconds']} s "
+        "returning results"
     )
     print(f"  evaluations per engine: {figures['evaluations_per_engine']}")
     print(f"  same logbook in every run (same seed): {figures['same_logbook']}")
