@@ -1,6 +1,8 @@
 """A scientist ticks two analyses of the demo model, compares them in a real browser, saves
 the comparison (written by the worker) and finds it again on the analyses page."""
 
+from unittest import mock
+
 import pytest
 from playwright.sync_api import expect
 
@@ -104,6 +106,28 @@ def test_tick_two_analyses_compare_them_and_save_the_comparison(
     row.get_by_role("link", name="Open").click()
     expect(page.get_by_role("heading", name="Compare analyses")).to_be_visible()
     expect(page.locator("#saved-comparisons")).to_contain_text(f"Saved in {prefix}/")
+
+
+def test_the_analyses_page_follows_a_comparison_being_saved_until_its_files_are_there(
+    page, live_server, login, alice, two_analyses
+):
+    catalogue, run, prefix = two_analyses
+    with mock.patch("analysis_app.tasks.save_comparison.delay"):  # written below, by the test
+        saved = services.comparison_save_start(owner=alice, analyses=[run, catalogue])
+    login(alice)
+    page.get_by_role("link", name="Analyses").click()
+    row = page.get_by_role("table", name="Saved comparisons").locator(
+        "tbody tr", has_text=f"{prefix}/"
+    )
+    expect(row).to_contain_text("Saving")
+    expect(row.get_by_text("Files")).to_have_count(0)
+
+    # The writer ends while the page is open: the page shows the result without a reload.
+    assert services.comparison_save_write(comparison_id=saved.pk) == services.SAVED
+    expect(row).to_contain_text("Saved", timeout=30_000)
+    expect(row).not_to_contain_text("Saving")
+    row.get_by_text("Files").click()
+    expect(row.get_by_role("link", name="Objectives PNG")).to_be_visible()
 
 
 def test_compare_with_one_analysis_ticked_says_what_to_do(
