@@ -1,6 +1,7 @@
 """The job page of a run on an ipyparallel cluster: the engines and what each one did."""
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -50,11 +51,16 @@ def test_the_job_page_shows_each_engine_s_evaluations_and_the_lost_one(
                 "connection_file": "/srv/cluster/ipcontroller-client.json",
                 "engines": [
                     {"id": 0, "host": "node-a", "pid": 10, "evaluations": 6, "lost": False},
-                    {"id": 1, "host": "node-b", "pid": 11, "evaluations": 2, "lost": True},
+                    {"id": 1, "host": "node-b", "pid": 11, "evaluations": 1, "lost": True},
                 ],
                 "engines_lost": [1],
             },
         ),
+    )
+    # The runner's first stage names the cluster by its connection file: a long path.
+    connection_file = "/srv/" + "/".join(["a_rather_long_folder_name"] * 8) + "/ipcontroller.json"
+    job.stages.create(
+        stage="RUNNING", at=timezone.now(), message=f"Started on the cluster {connection_file}."
     )
     LocalBackend().adopt(job)  # its runner is gone: the result is read as at the end
 
@@ -62,5 +68,10 @@ def test_the_job_page_shows_each_engine_s_evaluations_and_the_lost_one(
     page.goto(f"{live_server.url}/jobs/{job.pk}/")
     expect(page.locator("#progress-engines")).to_have_text(
         "Engines of the cluster: 0 on node-a: 6 evaluations · "
-        "1 on node-b: 2 evaluations (lost during the run)"
+        "1 on node-b: 1 evaluation (lost during the run)"
     )
+    # The long path wraps inside the stage table: the table does not run under the stored
+    # results beside it.
+    stages = page.get_by_role("table", name="Stage history")
+    expect(stages).to_contain_text(connection_file)
+    assert stages.evaluate("(table) => table.scrollWidth <= table.parentElement.clientWidth")
