@@ -127,12 +127,20 @@ class LocalRunForm(forms.Form):
         from nsg_app.backends.local import local_cores
 
         available = os.cpu_count() or 1
-        self.fields["cores_per_node"].max_value = available
-        self.fields["cores_per_node"].validators.append(MaxValueValidator(available))
-        self.fields["cores_per_node"].initial = local_cores()
-        self.fields[
-            "cores_per_node"
-        ].help_text = f"Processes evaluating individuals at once (this machine has {available})."
+        cores = self.fields["cores_per_node"]
+        cores.max_value = available
+        cores.validators.append(MaxValueValidator(available))
+        cores.initial = local_cores()
+        if settings.LOCAL_CLUSTER is not None:
+            # The engines set how many evaluate at once; the number is kept for the record.
+            cores.help_text = (
+                "Not used here: this site's runs evaluate on the engines of its ipyparallel "
+                "cluster, as many individuals at once as it has engines."
+            )
+        else:
+            cores.help_text = (
+                f"Processes evaluating individuals at once (this machine has {available})."
+            )
         self.fields["runtime_hours"].max_value = settings.LOCAL_MAX_RUNTIME_HOURS
         self.fields["runtime_hours"].validators.append(
             MaxValueValidator(settings.LOCAL_MAX_RUNTIME_HOURS)

@@ -1,6 +1,7 @@
 """Run here: the package runs on this machine through a real worker, with live progress."""
 
 import io
+import os
 import pickle
 import re
 import tarfile
@@ -191,3 +192,18 @@ def test_two_long_local_runs_leave_the_site_worker_free(
             client.post(f"/jobs/{job.pk}/cancel/")
         for job in runs:
             wait_for(job, lambda j: j.state == Job.State.CANCELLED, timeout=30, what="the cancel")
+
+
+def test_run_here_says_the_cores_are_the_cluster_s_engines_when_the_site_has_one(
+    client, alice, demo_package, settings, tmp_path
+):
+    package = demo_package(alice)
+    client.force_login(alice)
+    settings.LOCAL_CLUSTER = None
+    page = client.get(f"/jobs/run-here/{package.pk}/").content.decode()
+    assert f"this machine has {os.cpu_count()}" in page
+
+    settings.LOCAL_CLUSTER = tmp_path / "ipcontroller-client.json"
+    page = client.get(f"/jobs/run-here/{package.pk}/").content.decode()
+    assert "this machine has" not in page
+    assert "as many individuals at once as it has engines" in page
