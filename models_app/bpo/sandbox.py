@@ -60,6 +60,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -251,7 +252,9 @@ class Sandbox:
             "--unshare-cgroup-try",
             "--die-with-parent",
             "--hostname",
-            "sandbox",
+            # A cluster's engine reports its host to the job page ("engine 0 on <host>"):
+            # it is on this machine's network anyway, so it keeps this machine's name.
+            socket.gethostname() if share_network else "sandbox",
         ]
         inner = [*mounts.options, "--chdir", str(cwd)]
         if os.geteuid() == 0:

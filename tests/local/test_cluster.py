@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -116,6 +117,8 @@ def test_result_json_records_the_engines_and_the_evaluations_each_did(command_li
     assert sum(engine["evaluations"] for engine in engines) == 8
     assert all(engine["evaluations"] > 0 for engine in engines)
     assert all(engine["neuron"] and not engine["lost"] for engine in engines)
+    # named by this machine's name, not the sandbox's
+    assert {engine["host"] for engine in engines} == {socket.gethostname()}
     assert result.cluster["engines_lost"] == []
     assert result.cores == 2
     progress = read_progress(output / "progress.json")
