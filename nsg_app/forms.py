@@ -132,7 +132,7 @@ class LocalRunForm(forms.Form):
         cores.validators.append(MaxValueValidator(available))
         cores.initial = local_cores()
         if settings.LOCAL_CLUSTER is not None:
-            # The engines set how many evaluate at once; the number is kept for the record.
+            # The runner evaluates on every engine the cluster has; this number is not used.
             cores.help_text = (
                 "Not used here: this site's runs evaluate on the engines of its ipyparallel "
                 "cluster, as many individuals at once as it has engines."
