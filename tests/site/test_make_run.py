@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from rebuild_site.services import free_port
-from tests.fixtures.processes import alive, descendants
+from tests.fixtures.processes import alive, command_line, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,8 +142,23 @@ def test_make_run_cluster_starts_sandboxed_engines_that_local_runs_use(tmp_path)
             runs = (var / "local-runs").resolve()
             check = check_cluster(connection_file, top=runs)
             assert len(check.engines) == 2
-            # Engines run in the sandbox (its own host name and PID namespace).
-            assert {engine.host for engine in check.engines} == {"sandbox"}
+            # Engines run in the sandbox: their own PID namespace (the pid an engine reports
+            # is no process of this machine's engines) and, under root, the sandbox's uid.
+            # They keep this machine's host name, which the job page shows.
+            assert {engine.host for engine in check.engines} == {socket.gethostname()}
+            engines_here = [
+                pid
+                for pid in descendants(launcher.pid)
+                if "ipyparallel.engine" in command_line(pid)
+            ]
+            assert {engine.pid for engine in check.engines}.isdisjoint(engines_here)
+            if os.geteuid() == 0:
+                engine_uids = {
+                    Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]
+                    for pid in engines_here
+                    if Path(f"/proc/{pid}/exe").resolve().name.startswith("python")
+                }
+                assert engine_uids == {"65534"}
             # The site's worker gets the cluster too.
             worker = next(
                 pid
@@ -152,10 +168,13 @@ def test_make_run_cluster_starts_sandboxed_engines_that_local_runs_use(tmp_path)
             worker_env = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
             assert f"LOCAL_CLUSTER={connection_file}".encode() in worker_env
 
+            # The engine's sandbox (bwrap leads its group). Not the engine's nanny: it leads a
+            # group of its own too, and killing it alone does not end the engine.
             engine_group = next(
                 pid
                 for pid in descendants(launcher.pid)
-                if "ipyparallel.engine" in Path(f"/proc/{pid}/cmdline").read_text()
+                if Path(f"/proc/{pid}/exe").resolve().name == "bwrap"
+                and "ipyparallel.engine" in command_line(pid)
                 and os.getpgid(pid) == pid
             )
             os.killpg(engine_group, signal.SIGKILL)
