@@ -60,6 +60,29 @@ def test_upload_with_files_at_the_zip_root_is_named_after_the_zip(client, alice,
 
 
 @pytest.mark.django_db
+def test_model_page_header_names_cell_type_and_etype_only_when_known(client, alice, demo_copy):
+    """HBP folders like W_20230711100058 name no cell type: the header leaves both out."""
+    client.force_login(alice)
+    named = demo_copy("CA1_pyr_cACpyr_mine_20240101120000")
+    bare = demo_copy("W_20240303030303")
+    _upload(client, "named.zip", zip_folder(named, top=named.name))
+    _upload(client, "bare.zip", zip_folder(bare, top=bare.name))
+
+    def header(name: str) -> str:
+        model = Optimisation.objects.get(name=name)
+        page = client.get(f"/catalogue/{model.pk}/").content.decode()
+        line = page.split('<p class="text-muted mb-2">', 1)[1].split("</p>", 1)[0]
+        return " ".join(line.split()), model
+
+    line, model = header("CA1_pyr_cACpyr_mine_20240101120000")
+    assert line.startswith("pyramidal · e-type cACpyr · morphology mine")
+    line, model = header("W_20240303030303")
+    assert model.cell_type == "" and model.etype == ""
+    assert line.startswith(f"morphology {model.morphology}")
+    assert "?" not in line and "e-type" not in line
+
+
+@pytest.mark.django_db
 def test_uploading_the_same_name_twice_is_refused(client, alice, demo_copy):
     folder = demo_copy()
     client.force_login(alice)
