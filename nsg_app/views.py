@@ -298,7 +298,9 @@ def submit_nsg(request, package_pk):
 
 def _runs_named(package, jobs: list[Job]) -> str:
     if len(jobs) == 1:
-        return package.run_name
+        # The job page's title is the run's folder; the package's name is a date-time too,
+        # seconds apart, so the message names both and says which is which.
+        return f"{jobs[0].folder}, a run of package {package.run_name},"
     seeds = ", ".join(str(job.seed) for job in jobs)
     return f"{len(jobs)} runs of {package.run_name} (seeds {seeds})"
 

@@ -41,6 +41,8 @@ def test_run_here_to_a_checkpoint_in_storage_with_progress_matching_the_logbook(
 
     job = Job.objects.get(owner=alice)
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    said = f"Running {job.folder}, a run of package {package.run_name}, on this machine."
+    assert said in client.get(f"/jobs/{job.pk}/").content.decode()
     wait_for(
         job, lambda j: j.state == Job.State.COLLECTED, timeout=180, what="the local run in storage"
     )
