@@ -9,9 +9,7 @@ at once. The Celery task and ``manage.py analyse`` both come through ``run_engin
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ from typing import Any
 
 from analysis_app.engine import ANALYSIS_FILE, ERROR_FILE, read_progress
 from analysis_app.engine.errors import INTERNAL, TIMEOUT
-from models_app.bpo.sandbox import BWRAP
+from models_app.bpo.sandbox import BWRAP, die_with_parent, kill_group
 from models_app.bpo.untrusted import (
     MB,
     UntrustedFileError,
@@ -116,6 +114,9 @@ def run_engine(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A worker SIGKILLed mid-analysis takes its engine along: the sweep gives the
+            # analysis to another worker, and two engines must not run it.
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout + GRACE_SECONDS
         try:
@@ -134,7 +135,7 @@ def run_engine(
         finally:
             # Whatever happened here (an exception, the worker stopping), nothing of the
             # analysis is left running.
-            _end_process_group(process)
+            kill_group(process)
     return _outcome(out_dir, process.returncode, log_file, timed_out=timed_out, timeout=timeout)
 
 
@@ -153,13 +154,6 @@ def _progress(path: Path) -> dict[str, Any] | None:
         return read_progress(path)
     except (OSError, ValueError):
         return None
-
-
-def _end_process_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
 
 
 def _outcome(

@@ -9,7 +9,8 @@ points local runs at it (LOCAL_CLUSTER). An engine that dies is replaced by a fr
 
 Each part runs in a process group of its own; Ctrl-C (or SIGTERM) stops every group, and
 if any part dies the others are stopped too, so nothing is ever left running. A part dies
-with the launcher even when the launcher is SIGKILLed (services.die_with_parent).
+with the launcher even when the launcher is SIGKILLed (sandbox.die_with_parent): else the
+next `make run` would meet the old site on its port and a second Redis on the same file.
 """
 
 from __future__ import annotations
@@ -23,15 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-from models_app.bpo.sandbox import BWRAP, OFF, Sandbox
+from models_app.bpo.sandbox import BWRAP, OFF, Sandbox, die_with_parent
 from nsg_app.local.cluster import ClusterError, LocalCluster, start_local_cluster
 from rebuild_site.environment import load_env_file
-from rebuild_site.services import (
-    PrivateRedis,
-    die_with_parent,
-    start_private_redis,
-    wait_for_port,
-)
+from rebuild_site.services import PrivateRedis, start_private_redis, wait_for_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

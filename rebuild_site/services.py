@@ -5,15 +5,14 @@ No Django here: the launcher runs it before Django is configured.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from models_app.bpo.sandbox import die_with_parent
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -35,25 +34,6 @@ def wait_for_port(
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
-
-
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with_parent() -> None:
-    """A ``preexec_fn``: the child is SIGKILLed when the process that started it dies.
-
-    The parts of `make run` run in sessions of their own (so that each stops with its
-    children), which a `kill -9` of make run does not reach: without this they would live
-    on, and the next `make run` would meet the old site on its port and a second Redis on
-    the same append-only file. (Celery's pool processes die with their worker already.)
-    """
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
 
 
 def redis_server_binary() -> str:

@@ -15,11 +15,9 @@ own, years later, without a network) and PNG.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from models_app.bpo.sandbox import die_with_parent, kill_group
 from models_app.bpo.units import feature_unit, mean_and_std
 
 from .morphology import Morphology, MorphologyError, read_morphology
@@ -701,17 +700,18 @@ def _write_pngs(
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # Chrome's processes join this group, ended together
+            preexec_fn=die_with_parent,  # and kaleido ends with a worker that is SIGKILLed
         )
         try:
             output = _communicate(process, timeout=timeout, on_wait=on_wait)
         except subprocess.TimeoutExpired:
-            _end_group(process)
+            kill_group(process)
             raise FigureExportTimeout(
                 f"Writing the PNG figures took more than {timeout:g} s and was stopped. "
                 "kaleido needs a Chrome or Chromium it can start (set BROWSER_PATH)."
             ) from None
         finally:
-            _end_group(process)
+            kill_group(process)
     missing = [name for name in figures if not _png_written(folder, name)]
     if process.returncode != 0 or missing:
         text = output.decode("utf-8", "replace")[-3000:]
@@ -758,13 +758,6 @@ def _browser() -> str | None:
         if found and os.access(found, os.X_OK):
             return found
     return None
-
-
-def _end_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
 
 
 def _message_figure(title: str, message: str) -> go.Figure:

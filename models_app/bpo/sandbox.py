@@ -56,6 +56,7 @@ Django) and the site use the same code.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -424,6 +425,28 @@ def group_members(group: int) -> list[int]:
         if len(fields) > 2 and fields[2] == str(group) and fields[0] != "Z":
             members.append(int(entry.name))
     return members
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Looked up before any fork: a preexec_fn must not load libraries in the child.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def die_with_parent() -> None:
+    """A ``preexec_fn``: the child is SIGKILLed when the process that started it dies.
+
+    For children in sessions of their own (so that each stops with its children), which a
+    SIGKILL of their starter does not reach: `make run`'s parts, and the analysis engine and
+    figure export a Celery worker starts (the sweep gives a dead worker's analysis to another
+    worker, so the old engine must not go on). Sandboxed processes have bubblewrap's
+    --die-with-parent instead. Local runs do not use it: they outlive a worker's restart on
+    purpose, and the worker finds them again.
+    """
+    parent = os.getppid()
+    if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def kill_group(process: subprocess.Popen, timeout: float = 10.0) -> None:

@@ -307,3 +307,44 @@ def test_a_model_that_works_only_through_opt_neuron_imports_is_analysed(
         "model.analysis",
     ]
     assert result.best["fitness"]["recomputed"] == pytest.approx(SEED1_STORED_FITNESS, abs=0.01)
+
+
+def test_the_engine_and_its_simulation_die_with_a_killed_worker(tmp_path, mechanisms_cache):
+    """A Celery worker SIGKILLed mid-analysis: the sweep gives the analysis to another
+    worker, so nothing of the old one's engine (a session of its own) may run on."""
+    folder = copy_demo(tmp_path)
+    evaluator = folder / "model" / "evaluator.py"
+    evaluator.write_text("import time\ntime.sleep(120)\n" + evaluator.read_text())
+    work = tmp_path / "work"
+    work.mkdir()
+    # The worker: run_engine, as the analysis task calls it, with a time limit far away.
+    worker_code = (
+        "import sys; from pathlib import Path\n"
+        "from analysis_app.engine_process import run_engine\n"
+        "w = Path(sys.argv[2])\n"
+        "run_engine(source=Path(sys.argv[1]), out_dir=w / 'out', progress_file=w / "
+        "'progress.json', mechanisms_cache=Path(sys.argv[3]), timeout=300, work_dir=w, "
+        "max_unpacked_bytes=2**30)\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", worker_code, str(folder), str(work), str(mechanisms_cache)],
+        cwd=ROOT,
+        env={**run_environment(), "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(
+            "analysis_app.engine.simulation" in command_line(pid) for pid in descendants(worker.pid)
+        ):
+            assert worker.poll() is None and time.monotonic() < deadline, "no simulation began"
+            time.sleep(0.1)
+        tree = {pid: command_line(pid) for pid in descendants(worker.pid)}
+    finally:
+        worker.kill()
+        worker.wait()
+    deadline = time.monotonic() + 10
+    while left := [pid for pid in tree if alive(pid)]:
+        assert time.monotonic() < deadline, [tree[pid][:120] for pid in left]
+        time.sleep(0.1)
