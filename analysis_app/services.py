@@ -156,6 +156,8 @@ def analysis_run(*, analysis_id: int) -> str:
         # Another worker has it, or had it and stopped: the task looks again later.
         return RUNNING_ELSEWHERE if running.exists() else NOT_CLAIMED
     analysis = Analysis.objects.select_related("owner", "job", "optimisation").get(pk=analysis_id)
+    # A worker that died running this analysis left its folder (its engine died with it).
+    _remove_work_folders(analysis.pk)
     settings.ANALYSIS_WORK_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"analysis-{analysis.pk}-", dir=settings.ANALYSIS_WORK_DIR))
     try:
@@ -1059,13 +1061,18 @@ def analysis_delete(analysis: Analysis) -> int:
     names = analysis_stored_files(analysis)
     for name in names:
         default_storage.delete(name)
-    root = settings.ANALYSIS_WORK_DIR
-    if root.is_dir():
-        for folder in root.glob(f"analysis-{analysis.pk}-*"):
-            if folder.is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
+    _remove_work_folders(analysis.pk)
     analysis.delete()
     return len(names)
+
+
+def _remove_work_folders(analysis_pk: int) -> None:
+    """The analysis's work folders on this machine (a killed worker's, or a delete's)."""
+    root = settings.ANALYSIS_WORK_DIR
+    if root.is_dir():
+        for folder in root.glob(f"analysis-{analysis_pk}-*"):
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def comparison_delete_refusal(saved: SavedComparison) -> str:

@@ -5,6 +5,7 @@ import time
 from unittest import mock
 
 import pytest
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from analysis_app import services
@@ -48,6 +49,8 @@ def test_an_analysis_whose_worker_was_killed_is_done_after_the_restart(
     wait_for(analysis, lambda a: a.status == Analysis.Status.DONE, timeout=180)
     assert analysis.fitness and "analysis.json" in analysis.result_files
     assert stored_files(analysis.result_prefix) >= set(analysis.result_files)
+    # The dead worker's work folder went when the analysis was taken over.
+    assert list(settings.ANALYSIS_WORK_DIR.glob(f"analysis-{analysis.pk}-*")) == []
 
 
 def test_a_save_whose_worker_was_killed_ends_saved_and_whole(
