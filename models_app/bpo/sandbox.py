@@ -332,6 +332,9 @@ class Sandbox:
                 cwd=cwd,
                 env=self.environment(env),
                 start_new_session=True,
+                # bubblewrap's --die-with-parent takes effect only once bubblewrap has set
+                # itself up: a starter killed in between would leave the sandbox running.
+                preexec_fn=die_with_parent,
                 **popen_options,
             )
         except FileNotFoundError as error:
@@ -428,8 +431,9 @@ def group_members(group: int) -> list[int]:
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-# Looked up before any fork: a preexec_fn must not load libraries in the child.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
+# Looked up before any fork: a preexec_fn must not load libraries in the child. Linux only
+# (elsewhere there is no bubblewrap either, and children do not die with their parent).
+_prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
 
 
 def die_with_parent() -> None:
@@ -438,10 +442,12 @@ def die_with_parent() -> None:
     For children in sessions of their own (so that each stops with its children), which a
     SIGKILL of their starter does not reach: `make run`'s parts, and the analysis engine and
     figure export a Celery worker starts (the sweep gives a dead worker's analysis to another
-    worker, so the old engine must not go on). Sandboxed processes have bubblewrap's
-    --die-with-parent instead. Local runs do not use it: they outlive a worker's restart on
-    purpose, and the worker finds them again.
+    worker, so the old engine must not go on), and every sandbox (``Sandbox.popen``). Local
+    runs' runners do not use it: they outlive a worker's restart on purpose, and the worker
+    finds them again.
     """
+    if _prctl is None:
+        return
     parent = os.getppid()
     if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
