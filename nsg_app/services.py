@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -22,6 +23,7 @@ from models_app.bpo.untrusted import UntrustedFileError
 from nsg_app.backends import backend_for
 from nsg_app.backends.nsg import nsg_client, submission_fields
 from nsg_app.collection import MANIFEST, CollectError, store_results
+from nsg_app.local.cluster import ClusterError, count_engines
 from nsg_app.models import Job, NsgAccount
 from nsg_app.nsg import AuthenticationError, NsgError, ValidationError
 from nsg_app.polling import account_poll, accounts_due, job_apply_status
@@ -551,6 +553,36 @@ def _seconds_per_evaluation(job: Job) -> float | None:
     offspring = progress.get("offspring_size")
     workers = min(cores, offspring) if isinstance(offspring, int) and offspring > 0 else cores
     return seconds * workers / evaluations
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """This site's ipyparallel cluster as a page shows it: its engines now, or what is wrong."""
+
+    engines: int | None
+    problem: str = ""
+
+
+# A page asks the controller at most this often; a silent one costs the page this long.
+CLUSTER_STATE_SECONDS = 30
+CLUSTER_ANSWER_SECONDS = 2.0
+
+
+def local_cluster() -> ClusterState | None:
+    """The cluster local runs evaluate on (None without one), as it was at most 30 s ago."""
+    if settings.LOCAL_CLUSTER is None:
+        return None
+    key = f"local-cluster:{settings.LOCAL_CLUSTER}"
+    state = cache.get(key)
+    if state is None:
+        try:
+            state = ClusterState(
+                count_engines(settings.LOCAL_CLUSTER, timeout=CLUSTER_ANSWER_SECONDS)
+            )
+        except ClusterError as error:
+            state = ClusterState(None, " ".join(error.problems))
+        cache.set(key, state, CLUSTER_STATE_SECONDS)
+    return state
 
 
 def package_run_cost(

@@ -286,7 +286,7 @@ def submit_nsg(request, package_pk):
                 services.job_create_nsg, owner=request.user, package=package, **form.cleaned_data
             )
             messages.success(request, f"Submitting {_runs_named(package, jobs)} to NSG.")
-            _warn_over_limit(request, package, form)
+            _warn_over_limit(request, package, form.cleaned_data)
             return _to_runs(jobs)
     return render(
         request,
@@ -331,21 +331,38 @@ def submit_local(request, package_pk):
     )
     form = LocalRunForm(request.POST or None, initial=_seed_asked(request))
     refusal = package.optimisation.run_refusal()
+    cluster = services.local_cluster()
     if refusal:
-        return _refused(request, "nsg_app/submit_local.html", form, package, refusal)
+        return _refused(
+            request, "nsg_app/submit_local.html", form, package, refusal, cluster=cluster
+        )
     if request.method == "POST" and form.is_valid():
         jobs = services.runs_create(
             services.job_create_local, owner=request.user, package=package, **form.cleaned_data
         )
         messages.success(request, f"Running {_runs_named(package, jobs)} on this machine.")
-        _warn_over_limit(request, package, form)
+        _warn_over_limit(request, package, _run_here_values(form.cleaned_data, cluster))
         return _to_runs(jobs)
     return render(
         request,
         "nsg_app/submit_local.html",
-        {"form": form, "package": package, **_cost(request, package, form)},
+        {
+            "form": form,
+            "package": package,
+            "cluster": cluster,
+            "cost": _estimate(request, package, _run_here_values(_form_values(form), cluster)),
+        },
         status=400 if form.errors else 200,
     )
+
+
+def _run_here_values(values, cluster: services.ClusterState | None) -> dict:
+    """The run's shape for the forecast: on a cluster, every engine evaluates at once,
+    whatever the Cores field says (the runner does not use it)."""
+    shape = {name: values[name] for name in COST_FIELDS if name in values}
+    if cluster is not None and cluster.engines:
+        shape["cores_per_node"] = cluster.engines
+    return shape
 
 
 def _refused(request, template: str, form, package, refusal: str, **context):
@@ -403,18 +420,20 @@ def _estimate(request, package, values) -> dict:
     }
 
 
+COST_FIELDS = ("nodes", "cores_per_node", "runtime_hours")
+
+
+def _form_values(form) -> dict:
+    """The run's shape as the form stands (its initial values before anything is typed)."""
+    return {name: form[name].value() for name in COST_FIELDS if name in form.fields}
+
+
 def _cost(request, package, form) -> dict:
-    """The cost of the run as the form stands (its initial values before anything is typed)."""
-    values = {
-        name: form[name].value()
-        for name in ("nodes", "cores_per_node", "runtime_hours")
-        if name in form.fields
-    }
-    return {"cost": _estimate(request, package, values)}
+    return {"cost": _estimate(request, package, _form_values(form))}
 
 
-def _warn_over_limit(request, package, form) -> None:
-    warning = _estimate(request, package, form.cleaned_data)["warning"]
+def _warn_over_limit(request, package, values) -> None:
+    warning = _estimate(request, package, values)["warning"]
     if warning:
         messages.warning(request, f"Expected to take too long. {warning}")
 
@@ -426,4 +445,7 @@ def run_cost(request, package_pk):
         RunPackage.objects.filter(owner=request.user).select_related("optimisation"),
         pk=package_pk,
     )
-    return JsonResponse(_estimate(request, package, request.GET))
+    values = request.GET
+    if values.get("where") == "here":
+        values = _run_here_values(values, services.local_cluster())
+    return JsonResponse(_estimate(request, package, values))

@@ -133,6 +133,12 @@ def engine_source() -> str:
         return source.read()
 
 
+def count_engines(cluster: str | os.PathLike[str], *, timeout: float) -> int:
+    """How many engines the cluster's controller has now; ClusterError if it is silent."""
+    with connected(client_connection_file(cluster), timeout=timeout) as client:
+        return len(client.ids)
+
+
 def check_cluster(
     cluster: str | os.PathLike[str],
     *,
