@@ -58,7 +58,9 @@ def test_a_run_here_measures_the_time_the_next_runs_are_forecast_with(
     per_evaluation = progress["evaluation_seconds"] * 2 / progress["evaluations"]
     assert per_evaluation > 0
 
-    bigger = demo_package(alice, offspring_size=8, max_ngen=50)
+    # 200 generations: half the wall time is over the form's least runtime limit (0.01 h)
+    # even on a fast machine, and the whole fits in an hour even on a loaded one.
+    bigger = demo_package(alice, offspring_size=8, max_ngen=200)
     client.force_login(alice)
     page = client.get(f"/jobs/run-here/{bigger.pk}/").content.decode()
     assert (
@@ -69,11 +71,12 @@ def test_a_run_here_measures_the_time_the_next_runs_are_forecast_with(
     fits = client.get(
         f"/jobs/run-cost/{bigger.pk}/", {"cores_per_node": "2", "runtime_hours": "1"}
     ).json()
-    wall = math.ceil(8 / 2) * 50 * per_evaluation
-    assert f"{wall * 2 / 3600:.2f} core-hours for 400 evaluations" in fits["summary"]
+    wall = math.ceil(8 / 2) * 200 * per_evaluation
+    assert f"{wall * 2 / 3600:.2f} core-hours for 1600 evaluations" in fits["summary"]
     assert fits["warning"] == ""
 
     short_hours = wall / 2 / 3600
+    assert short_hours >= 0.01, f"the demo evaluated faster ({per_evaluation} s) than allowed for"
     too_short = client.get(
         f"/jobs/run-cost/{bigger.pk}/",
         {"cores_per_node": "2", "runtime_hours": f"{short_hours:.6f}"},
@@ -97,7 +100,7 @@ def test_a_run_here_measures_the_time_the_next_runs_are_forecast_with(
         f"/jobs/run-cost/{bigger.pk}/",
         {"nodes": "2", "cores_per_node": "10", "runtime_hours": "1"},
     ).json()
-    nsg_wall = 1 * 50 * per_evaluation
+    nsg_wall = 1 * 200 * per_evaluation
     assert f"{nsg_wall * 20 / 3600:.2f} core-hours" in nsg["summary"]
 
     # Another user's measurements are theirs: bob has none, and alice's package is hers.
